@@ -1,0 +1,28 @@
+"""Writes this worker's counters to `<data_dir>/<app_id>/metrics-<pid>.json` every second."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.app import Pipeline
+
+
+def metrics_dir(p: Pipeline) -> os.PathLike[str]:
+    return p.settings.data_dir / p.settings.app_id
+
+
+def register_reporting(p: Pipeline) -> None:
+    path = p.settings.data_dir / p.settings.app_id / f"metrics-{os.getpid()}.json"
+
+    @p.app.timer(interval=1.0)
+    async def report() -> None:
+        app = p.app
+        recovered = app.tables.recovery.completed.is_set() and not app.in_recovery
+        p.metrics.ready = bool(recovered and app.consumer.assignment() and not app.rebalancing)
+        p.metrics.write(path)
+
+    @p.app.on_before_shutdown.connect
+    def final_report(app: object, **kwargs: object) -> None:
+        p.metrics.write(path)

@@ -1,0 +1,138 @@
+"""The faust.App factory: topics, tables and agents of one scenario.
+
+Tables (all keyed and valued by raw bytes we encode ourselves with orjson):
+- `entities`  RocksDB, per-entity features, co-partitioned with the events topic.
+- `pending`   RocksDB, per-entity decisions waiting for their feedback (expire after a TTL).
+- `decisions` GlobalTable in memory: the decision table, a few hundred rows that every worker's
+              decide agent reads per event; one writer per row (the learn agent owning its key).
+- `outcome_stats` GlobalTable in memory: scenario side statistics learned from outcomes (for risk,
+              fraud counts per terminal), keyed "<key>|<partition>" so each partition has one writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import faust
+
+from streams.agents.views import PartitionSum
+from streams.core.policies import Policy, make_policy
+from streams.core.scenario import Scenario
+from streams.metrics import Metrics
+from streams.scenarios import build_scenario
+from streams.settings import Settings, Topics
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}  # topics
+BYTES = {"key_type": bytes, "value_type": bytes}  # tables: Faust picks the raw codec for bytes
+
+
+@dataclass
+class Pipeline:
+    """Everything a worker runs for one scenario; the agents read their collaborators from here."""
+
+    settings: Settings
+    app: faust.App
+    names: Topics
+    scenario: Scenario
+    policy: Policy
+    events: faust.TopicT
+    feedback: faust.TopicT
+    actions: faust.TopicT
+    learning: faust.TopicT
+    dlq: faust.TopicT
+    entities: faust.Table
+    pending: faust.Table
+    decisions: faust.GlobalTable
+    outcome_stats: faust.GlobalTable
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def create_app(settings: Settings) -> faust.App:
+    if not settings.bootstrap_servers:
+        raise ValueError("create_app needs bootstrap servers (start the embedded broker first)")
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.bootstrap_servers),
+        broker_credentials=settings.faust_broker_credentials(),
+        store="rocksdb://",
+        datadir=str(settings.data_dir / settings.app_id),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee=settings.processing_guarantee,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_compression_type=settings.producer_compression,
+        producer_acks=-1 if settings.producer_acks == "all" else int(settings.producer_acks),
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_max_request_size=4 * settings.producer_max_batch_bytes,
+        stream_buffer_maxsize=4 * settings.batch_size,
+        web_enabled=False,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        table_standby_replicas=0,
+    )
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Create the app with its topics and tables, and register the agents on it."""
+    app = create_app(settings)
+    names = settings.topics()
+    outcome_stats = app.GlobalTable(
+        "outcome_stats", partitions=settings.partitions, store="memory://", **BYTES
+    )
+    scenario = build_scenario(settings, PartitionSum(outcome_stats, settings.partitions))
+    policy = make_policy(
+        settings.policy,
+        scenario.actions,
+        scenario.baseline,
+        epsilon=settings.epsilon,
+        temperature=settings.temperature,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, partitions=settings.partitions, **RAW)
+
+    pipeline = Pipeline(
+        settings=settings,
+        app=app,
+        names=names,
+        scenario=scenario,
+        policy=policy,
+        events=topic(names.events),
+        feedback=topic(names.feedback),
+        actions=topic(names.actions),
+        learning=topic(names.learning),
+        dlq=topic(names.dlq),
+        entities=app.Table("entities", partitions=settings.partitions, **BYTES),
+        pending=app.Table("pending", partitions=settings.partitions, **BYTES),
+        decisions=app.GlobalTable("decisions", partitions=settings.partitions, store="memory://", **BYTES),
+        outcome_stats=outcome_stats,
+    )
+    from streams.agents import register_agents
+
+    register_agents(pipeline)
+    return pipeline
+
+
+def declare_topics(p: Pipeline) -> None:
+    """Create the scenario's topics and the tables' compacted changelogs before the worker starts.
+
+    Faust creates changelogs itself, but a group whose first assignment races with their creation
+    was seen to hang ("Ignoring missing topic"); creating them first avoids that race.
+    """
+    from connectors.admin import ensure_topics
+
+    ensure_topics(p.settings, p.names.all())
+    changelogs = [
+        t.changelog_topic.get_topic_name() for t in (p.entities, p.pending, p.decisions, p.outcome_stats)
+    ]
+    ensure_topics(p.settings, changelogs, config={"cleanup.policy": "compact"})

@@ -1,0 +1,70 @@
+"""Learning rules: fold one judged decision (a Transition) into a decision-table row, at most once."""
+
+from __future__ import annotations
+
+from streams.core.scenario import Transition
+from streams.core.table import Row
+
+
+def already_applied(row: Row, t: Transition, source: str | None = None, offset: int | None = None) -> bool:
+    """True if this transition is already in the row.
+
+    Two checks because there are two ways to see a transition twice: a replay of the learning
+    topic after a crash (caught by the per-partition offset) and the same decision judged again
+    upstream, e.g. re-emitted by the join under at-least-once (caught by the decision id).
+    """
+    if source is not None and offset is not None:
+        last = row.applied.get(source)
+        if last is not None and offset <= last:
+            return True
+    return row.seen(t.decision_id)
+
+
+def apply(
+    row: Row,
+    t: Transition,
+    action_index: int,
+    *,
+    alpha: float,
+    gamma: float = 0.0,
+    next_max: float = 0.0,
+    source: str | None = None,
+    offset: int | None = None,
+) -> bool:
+    """Apply `t` to `row` in place; False (and no change) if it was already applied.
+
+    Q update: q += step * (reward + gamma * next_max - q) with step = max(1/n, alpha). Rewards
+    such as fraud losses are heavy-tailed: from a zero start a constant small alpha takes ~1/alpha
+    updates to reach the right scale, so the first updates use the sample average (1/n), which is
+    unbiased from the first observation; but 1/n alone weighs the first reward as much as the
+    latest one and never forgets, so once 1/n drops below alpha the step stays at alpha
+    (exponential recency weighting) and the values track drift.
+
+    The Welford statistics (n, mean, m2) are of the raw reward, not the bootstrapped target: they
+    feed Thompson sampling, a bandit. `source`/`offset` identify the learning-topic record
+    ("risk.learning:3", 1234) for replay idempotence.
+    """
+    if already_applied(row, t, source, offset):
+        return False
+    a = action_index
+    reward = t.reward
+    n = row.n[a] + 1
+    row.n[a] = n
+    mean = row.mean[a]
+    delta = reward - mean
+    mean += delta / n
+    row.mean[a] = mean
+    row.m2[a] += delta * (reward - mean)
+    step = max(1.0 / n, alpha)
+    q = row.q[a]
+    row.q[a] = q + step * (reward + gamma * next_max - q)
+    row.version += 1
+    row.remember(t.decision_id)
+    if source is not None and offset is not None:
+        row.applied[source] = offset
+    return True
+
+
+def next_max_of(row: Row | None) -> float:
+    """max_a Q(s', a) for the Q-learning target; pass None for a terminal or never-learned state (worth 0)."""
+    return 0.0 if row is None else max(row.q)

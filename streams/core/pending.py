@@ -1,0 +1,96 @@
+"""Decisions waiting for their outcome, and outcomes waiting for their decision, per entity.
+
+Feedback arrives late, out of order, duplicated or never, and when the decide agent lags behind the
+feedback stream an outcome can even arrive before its decision. An entity's pending decisions live
+in one record so the join finds a decision where it was made (same key, same partition), an early
+outcome waits (`early`) until its decision is made, a duplicate label is told apart from an unknown
+one, and decisions past their time-to-live are expired on touch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import orjson
+
+RECENT_JOINED = 64
+
+
+MAX_EARLY = 256
+
+
+class JoinStatus(Enum):
+    JOINED = "joined"
+    DUPLICATE = "duplicate"
+    EARLY = "early"  # no decision yet: the outcome waits for it
+    UNKNOWN = "unknown"  # early outcomes evicted or expired without their decision
+
+
+@dataclass(slots=True)
+class PendingDecisions:
+    open: dict[str, dict[str, Any]] = field(default_factory=dict)
+    joined: list[str] = field(default_factory=list)
+    early: dict[str, tuple[str, float]] = field(default_factory=dict)  # decision id -> (outcome, wall ts)
+
+    def add(self, decision: dict[str, Any]) -> None:
+        self.open[decision["decision_id"]] = decision
+
+    def join(self, decision_id: str, outcome: str, now: float) -> tuple[JoinStatus, dict[str, Any] | None]:
+        """Match an outcome (its raw JSON text) with its decision, or park it until the decision."""
+        decision = self.open.pop(decision_id, None)
+        if decision is not None:
+            self._remember(decision_id)
+            return JoinStatus.JOINED, decision
+        if decision_id in self.joined or decision_id in self.early:
+            return JoinStatus.DUPLICATE, None
+        self.early[decision_id] = (outcome, now)
+        return JoinStatus.EARLY, None
+
+    def take_early(self, decision_id: str) -> str | None:
+        """The outcome that arrived before this decision, if any (the decision is then joined)."""
+        entry = self.early.pop(decision_id, None)
+        if entry is None:
+            return None
+        self.open.pop(decision_id, None)
+        self._remember(decision_id)
+        return entry[0]
+
+    def evict_early(self, now: float, ttl_s: float) -> int:
+        """Drop early outcomes whose decision never came (its event was malformed or lost upstream):
+        those older than `ttl_s` (wall clock), then the oldest beyond MAX_EARLY."""
+        stale = [d for d, (_, ts) in self.early.items() if now - ts > ttl_s]
+        for decision_id in stale:
+            del self.early[decision_id]
+        while len(self.early) > MAX_EARLY:
+            del self.early[next(iter(self.early))]
+            stale.append("")
+        return len(stale)
+
+    def expire(self, watermark: float, ttl_s: float) -> list[dict[str, Any]]:
+        """Remove and return decisions older (in event time) than watermark - ttl."""
+        cutoff = watermark - ttl_s
+        expired = [d for d in self.open.values() if d["event_ts"] < cutoff]
+        for decision in expired:
+            del self.open[decision["decision_id"]]
+            self._remember(decision["decision_id"])
+        return expired
+
+    def _remember(self, decision_id: str) -> None:
+        self.joined.append(decision_id)
+        if len(self.joined) > RECENT_JOINED:
+            del self.joined[: len(self.joined) - RECENT_JOINED]
+
+    def __bool__(self) -> bool:
+        return bool(self.open or self.joined or self.early)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"o": self.open, "j": self.joined, "e": self.early})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> PendingDecisions:
+        if not raw:
+            return cls()
+        data = orjson.loads(raw)
+        return cls(open=data["o"], joined=data["j"], early={k: (v[0], v[1]) for k, v in data["e"].items()})

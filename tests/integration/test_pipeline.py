@@ -1,0 +1,99 @@
+"""The risk pipeline end to end on the embedded broker, with workers in child processes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from connectors.admin import ensure_topics, record_count
+from connectors.collect import wait_for
+from connectors.generate import RiskGenerator
+from connectors.publish import Publisher
+from streams.codecs import DLQ_REASON, dlq_payload
+from streams.settings import Settings
+from tests.integration.harness import counts, topic_json, workers
+
+pytestmark = pytest.mark.integration
+
+DECISION_FIELDS = {
+    "decision_id", "event_id", "entity", "action", "prob", "policy", "policy_version", "state_key",
+    "event_ts", "decision_ts", "features", "ingest_ts",
+}  # fmt: skip
+
+
+def publish_generated(settings: Settings, n: int, seed: int = 1, feedback: bool = True) -> list[dict]:
+    """Publish n generated events (and their labels); returns the events as dicts."""
+    topics = settings.topics()
+    events = []
+    records = []
+    for rec in RiskGenerator(seed, customers=500, terminals=200).records(n):
+        if rec.kind == "event":
+            events.append(orjson.loads(rec.value))
+            records.append((topics.events, rec.key, rec.value))
+        elif feedback:
+            records.append((topics.feedback, rec.key, rec.value))
+    Publisher(settings).publish(records)
+    return events
+
+
+def test_every_event_gets_exactly_one_decision_and_bad_input_goes_to_the_dlq(settings: Settings) -> None:
+    topics = settings.topics()
+    ensure_topics(settings, topics.all())
+    with workers(settings, 1):
+        events = publish_generated(settings, 3000, feedback=False)
+        bad = [b'{"transaction_id": "t", "amount": "x"}', b"\xff\xfenot json", b"{trunc"]
+        pub = Publisher(settings)
+        for i, value in enumerate(bad):
+            pub.send(topics.events, f"acct-bad-{i}", value)
+        pub.flush()
+        assert wait_for(lambda: record_count(settings, topics.actions) >= 3000, 90)
+        assert wait_for(lambda: record_count(settings, topics.dlq) >= 3, 30)
+        actions = topic_json(settings, topics.actions)
+        dead = topic_json(settings, topics.dlq)
+    ids = {a["decision_id"] for a in actions}
+    assert len(actions) == len(ids) == 3000
+    assert {a["event_id"] for a in actions} == {e["transaction_id"] for e in events}
+    for action in actions:
+        assert set(action) >= DECISION_FIELDS
+        assert action["action"] in ("approve", "review", "decline")
+        assert 0 < action["prob"] <= 1
+    assert sorted(dlq_payload(orjson.dumps(d)) for d in dead) == sorted(bad)
+    assert all(d["reason"] and d["source_topic"] == topics.events for d in dead)
+    assert counts(settings)["dlq"] == 3
+    assert DLQ_REASON  # the header name is part of the contract (checked in the reliability tests)
+
+
+def test_feedback_moves_rows_and_a_second_worker_sees_them(settings: Settings) -> None:
+    topics = settings.topics()
+    ensure_topics(settings, topics.all())
+    with workers(settings, 2):
+        publish_generated(settings, 4000, seed=2, feedback=True)
+        assert wait_for(lambda: counts(settings).get("learning_updates", 0) > 500, 120)
+        # a second wave: both workers' decide agents must now read learned rows
+        publish_generated(settings, 2000, seed=3, feedback=False)
+        assert wait_for(lambda: record_count(settings, topics.actions) >= 6000, 120)
+        actions = topic_json(settings, topics.actions)
+        per_worker = [c for c in _worker_counts(settings) if c.get("decisions")]
+    assert len(per_worker) == 2, "both workers must have decided on some partitions"
+    learned = {}
+    for action in actions:
+        if action["policy_version"] > 0:
+            learned.setdefault(_partition_of(settings, action["entity"]), 0)
+            learned[_partition_of(settings, action["entity"])] += 1
+    assert set(learned) == set(range(settings.partitions)), f"learned rows not seen everywhere: {learned}"
+    changelog = f"{settings.app_id}-decisions-changelog"
+    rows = topic_json(settings, changelog)
+    assert rows and max(r["v"] for r in rows) > 1
+
+
+def _worker_counts(settings: Settings) -> list[dict]:
+    from streams.metrics import read_snapshots
+    from tests.integration.harness import metrics_dir
+
+    return [s["counts"] for s in read_snapshots(metrics_dir(settings))]
+
+
+def _partition_of(settings: Settings, key: str) -> int:
+    from connectors.partitioning import partition_for
+
+    return partition_for(key.encode(), settings.partitions)
