@@ -29,7 +29,7 @@ class TopicCollector(threading.Thread):
         self.on_record = on_record
         self.count = 0
         self.last_record_at = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.assigned = threading.Event()
         self.error: BaseException | None = None
 
@@ -46,7 +46,7 @@ class TopicCollector(threading.Thread):
         )
         try:
             meta = None
-            while meta is None and not self._stop.is_set():
+            while meta is None and not self._halt.is_set():
                 topic_meta = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
                 if topic_meta is not None and topic_meta.error is None and topic_meta.partitions:
                     meta = topic_meta
@@ -56,7 +56,7 @@ class TopicCollector(threading.Thread):
                 return
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
             self.assigned.set()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 for msg in consumer.consume(num_messages=5000, timeout=0.1):
                     if msg.error():
                         continue
@@ -72,7 +72,7 @@ class TopicCollector(threading.Thread):
             consumer.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=15)
 
 

@@ -24,6 +24,9 @@ from streams.settings import Settings, Topics
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}  # topics
 BYTES = {"key_type": bytes, "value_type": bytes}  # tables: Faust picks the raw codec for bytes
+# "memory://" parses to a yarl URL that is falsy, and Faust then silently falls back to the app's
+# default store (RocksDB); a URL with a host is truthy and selects the memory store as intended.
+MEMORY = "memory://local/"
 
 
 @dataclass
@@ -86,9 +89,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     """Create the app with its topics and tables, and register the agents on it."""
     app = create_app(settings)
     names = settings.topics()
-    outcome_stats = app.GlobalTable(
-        "outcome_stats", partitions=settings.partitions, store="memory://", **BYTES
-    )
+    outcome_stats = app.GlobalTable("outcome_stats", partitions=settings.partitions, store=MEMORY, **BYTES)
     scenario = build_scenario(settings, PartitionSum(outcome_stats, settings.partitions))
     policy = make_policy(
         settings.policy,
@@ -114,7 +115,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         dlq=topic(names.dlq),
         entities=app.Table("entities", partitions=settings.partitions, **BYTES),
         pending=app.Table("pending", partitions=settings.partitions, **BYTES),
-        decisions=app.GlobalTable("decisions", partitions=settings.partitions, store="memory://", **BYTES),
+        decisions=app.GlobalTable("decisions", partitions=settings.partitions, store=MEMORY, **BYTES),
         outcome_stats=outcome_stats,
     )
     from streams.agents import register_agents

@@ -73,9 +73,19 @@ def run_risk_demo(settings: Settings, cfg: DemoConfig, console: Console) -> dict
 def _run(s: Settings, cfg: DemoConfig, console: Console, workdir: Path) -> dict[str, Any]:
     topics = s.topics()
     ensure_topics(s, topics.all())
-    env = {**worker_env(s), **cfg.env}
-    metrics_dir = s.data_dir / s.app_id
-    workers = [spawn_worker(env, workdir / f"worker-{i}.log") for i in range(cfg.workers)]
+    metrics_dir = s.metrics_path
+    workers = [
+        spawn_worker(
+            worker_env(s)
+            | {
+                "AGENTSTREAM_DATA_DIR": str(workdir / f"worker-{i}"),
+                "AGENTSTREAM_METRICS_DIR": str(metrics_dir),
+            }
+            | cfg.env,
+            workdir / f"worker-{i}.log",
+        )
+        for i in range(cfg.workers)
+    ]
     log = ActionLog()
     actions = TopicCollector(s, topics.actions, log.on_record)
     try:

@@ -57,7 +57,8 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 4
     replication_factor: int = 1
-    data_dir: Path = REPO_ROOT / ".agentstream"
+    data_dir: Path = REPO_ROOT / ".agentstream"  # one per worker process: RocksDB locks its files
+    metrics_dir: str = ""  # where workers write their counters; default <data_dir>/<app_id>
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     processing_guarantee: str = "at_least_once"  # or exactly_once
@@ -85,6 +86,10 @@ class Settings:
     review_fee: float = 5.0
     friction_cost: float = 20.0
 
+    def __post_init__(self) -> None:
+        for name in ("kafka_home", "data_dir"):  # accept str from overrides and the environment
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
     def topics(self, scenario: str | None = None) -> Topics:
         base = f"{self.topic_prefix}{scenario or self.scenario}"
         return Topics(
@@ -94,6 +99,10 @@ class Settings:
             learning=f"{base}.learning",
             dlq=f"{base}.dlq",
         )
+
+    @property
+    def metrics_path(self) -> Path:
+        return Path(self.metrics_dir) if self.metrics_dir else self.data_dir / self.app_id
 
     @property
     def embedded(self) -> bool:

@@ -1,4 +1,4 @@
-"""Writes this worker's counters to `<data_dir>/<app_id>/metrics-<pid>.json` every second."""
+"""Writes this worker's counters to `<metrics_path>/metrics-<pid>.json` every second."""
 
 from __future__ import annotations
 
@@ -9,12 +9,8 @@ if TYPE_CHECKING:
     from streams.app import Pipeline
 
 
-def metrics_dir(p: Pipeline) -> os.PathLike[str]:
-    return p.settings.data_dir / p.settings.app_id
-
-
 def register_reporting(p: Pipeline) -> None:
-    path = p.settings.data_dir / p.settings.app_id / f"metrics-{os.getpid()}.json"
+    path = p.settings.metrics_path / f"metrics-{os.getpid()}.json"
 
     @p.app.timer(interval=1.0)
     async def report() -> None:

@@ -16,7 +16,7 @@ from streams.settings import Settings
 
 
 def metrics_dir(settings: Settings) -> Path:
-    return settings.data_dir / settings.app_id
+    return settings.metrics_path
 
 
 @contextlib.contextmanager
@@ -27,7 +27,10 @@ def workers(settings: Settings, n: int = 1, timeout_s: float = 90.0) -> Iterator
     procs: list[Popen[bytes]] = []
     try:
         for i in range(n):
-            env = worker_env(settings) | {"AGENTSTREAM_WEB_PORT": str(16066 + i)}
+            env = worker_env(settings) | {
+                "AGENTSTREAM_DATA_DIR": str(settings.data_dir / f"worker-{i}"),
+                "AGENTSTREAM_METRICS_DIR": str(settings.metrics_path),
+            }
             procs.append(spawn_worker(env, logs / f"worker-{i}.log"))
         ok = wait_for(lambda: _all_ready(settings, procs), timeout_s, 0.5)
         assert ok, f"workers not ready in {timeout_s}s: {_tails(logs)}"
