@@ -41,7 +41,9 @@ class Publisher:
     """A keyed producer that paces itself and counts delivery failures."""
 
     def __init__(self, settings: Settings, **overrides: object) -> None:
-        self.producer = Producer(settings.producer_config(partitioner="murmur2_random", **overrides))
+        self.producer = Producer(
+            settings.producer_config(partitioner="murmur2_random", log_level=3, **overrides)
+        )
         self.result = PublishResult()
 
     def _delivered(self, err: KafkaError | None, _msg: object) -> None:

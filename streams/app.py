@@ -12,10 +12,16 @@ Tables (all keyed and valued by raw bytes we encode ourselves with orjson):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 
+from streams.agents import fastlane
+from streams.agents.cache import TableCache, register_invalidation
+from streams.agents.outbox import Outbox
 from streams.agents.views import PartitionSum
+from streams.codecs import dumps, loads
+from streams.core.pending import PendingDecisions
 from streams.core.policies import Policy, make_policy
 from streams.core.scenario import Scenario
 from streams.metrics import Metrics
@@ -48,6 +54,29 @@ class Pipeline:
     decisions: faust.GlobalTable
     outcome_stats: faust.GlobalTable
     metrics: Metrics = field(default_factory=Metrics)
+    lanes: dict[str, faust.ChannelT] = field(default_factory=dict)
+    states: TableCache[Any] = field(init=False)
+    pendings: TableCache[PendingDecisions] = field(init=False)
+
+    def __post_init__(self) -> None:
+        scenario = self.scenario
+
+        def decode_state(raw: bytes | None) -> Any:
+            return scenario.initial_state() if raw is None else scenario.state_from_dict(loads(raw))
+
+        self.states = TableCache(self.entities, decode_state, lambda st: dumps(scenario.state_to_dict(st)))
+        self.pendings = TableCache(self.pending, PendingDecisions.from_bytes, PendingDecisions.to_bytes)
+        register_invalidation(self.app, self.states, self.pendings)
+
+    def outbox(self) -> Outbox:
+        exactly_once = self.app.conf.processing_guarantee.value == "exactly_once"
+        return Outbox(partitions=self.settings.partitions, faust_path=exactly_once)
+
+    async def emit(self, out: Outbox) -> None:
+        """Write the batch's table changes, then send its records and wait for their acks."""
+        self.states.write_through(out)
+        self.pendings.write_through(out)
+        await out.flush(self.app.producer._producer)
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -121,6 +150,10 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from streams.agents import register_agents
 
     register_agents(pipeline)
+    fastlane.install(app, pipeline.lanes)
+    # Faust parks table changelog writes in a buffer of 100 by default and stalls every stream
+    # while it is over that ("producer buffer full"); one batch writes up to a few per record.
+    app.producer.buffer.max_messages = 4 * settings.batch_size
     return pipeline
 
 

@@ -149,7 +149,7 @@ def publish(
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Argument(help="risk")] = "risk",
-    events: Annotated[int, typer.Option(help="Number of events.")] = 150_000,
+    events: Annotated[int, typer.Option(help="Number of events.")] = 120_000,
     rate: Annotated[
         float, typer.Option(help="Events per second published (0: as fast as possible).")
     ] = 2_500,

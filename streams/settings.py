@@ -77,7 +77,7 @@ class Settings:
     policy: str = "qtable"  # qtable | softmax | thompson | rules
     epsilon: float = 0.02
     temperature: float = 50.0
-    learning_rate: float = 0.1
+    learning_rate: float = 0.01  # floor of the step size: sample average for the first 100 updates
     discount: float = 0.0
     pending_ttl_s: float = 86_400.0  # event-time seconds a decision waits for its feedback
     early_outcome_ttl_s: float = 600.0  # wall-clock seconds an outcome waits for its decision

@@ -2,7 +2,7 @@
 
 Idempotence: each entity's state remembers the last input offset applied per partition. A record
 at or below it is a re-delivery (crash before the commit): its state change is not applied again
-and the decision stored in the pending table is emitted again unchanged (same decision_id).
+and the decision kept with the pending decisions is emitted again (same decision_id and action).
 """
 
 from __future__ import annotations
@@ -12,74 +12,64 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import EventT
 
+from streams.agents.batch import BatchAgent, register_batch_agent
 from streams.agents.join import emit_transition
-from streams.agents.outbox import Outbox, bind, write_table
+from streams.agents.outbox import Outbox
 from streams.agents.views import RowCache
-from streams.codecs import dumps, loads
+from streams.codecs import dumps
 from streams.core.pending import PendingDecisions
-from streams.core.scenario import Decision, Draw, InvalidEvent
+from streams.core.scenario import Decision, Draw
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
 
 
-class Decider:
-    """Batch logic of the decide agent, kept apart from the Faust loop so it reads top to bottom."""
+class Decider(BatchAgent):
+    """Per-record logic of the decide agent."""
 
     def __init__(self, p: Pipeline) -> None:
-        self.p = p
+        super().__init__(p)
         self.rows = RowCache(p.decisions)
         self.watermarks: dict[int, float] = {}
+        self.kept = getattr(p.scenario, "outcome_features", None)
+        self.now = time.time()
 
     def run(self, events: list[EventT]) -> Outbox:
-        p, scenario, metrics = self.p, self.p.scenario, self.p.metrics
-        out = Outbox()
-        now = time.time()
-        states: dict[bytes, tuple[Any, EventT]] = {}
-        pendings: dict[bytes, tuple[PendingDecisions, EventT]] = {}
-        for event in events:
-            msg = event.message
-            try:
-                item = scenario.parse(msg.value)
-            except InvalidEvent as exc:
-                out.dead_letter(p.dlq, event, exc.reason, metrics)
-                continue
-            key = scenario.key(item).encode()
-            bind(event)
-            state = states[key][0] if key in states else self._load_state(key)
-            pending = pendings[key][0] if key in pendings else PendingDecisions.from_bytes(p.pending.get(key))
-            offsets: dict[str, int] = state.last_offsets
-            part = str(msg.partition)
-            decision_id = scenario.decision_id(item)
-            if msg.offset <= offsets.get(part, -1):
-                self._redeliver(out, pending, decision_id, key, event)
-                continue
-            decision = self._decide(item, state, decision_id)
-            state = scenario.update(state, item)
-            offsets[part] = msg.offset
-            action = decision.to_dict()
-            early = pending.take_early(decision_id)
-            if early is None:
-                pending.add(action)
-            else:  # its outcome came first: join now
-                emit_transition(p, out, action, scenario.parse_outcome(early.encode()), event)
-                metrics.inc("feedback_joined")
-            ts = scenario.event_ts(item)
-            if ts > self.watermarks.get(msg.partition, 0.0):
-                self.watermarks[msg.partition] = ts
-            self._expire(out, pending, self.watermarks[msg.partition], event, now)
-            states[key] = (state, event)
-            pendings[key] = (pending, event)
-            out.add(p.actions, key, dumps({**action, "ingest_ts": msg.timestamp}), event)
-            metrics.inc("decisions")
-        write_table(p.entities, {k: (dumps(scenario.state_to_dict(s)), e) for k, (s, e) in states.items()})
-        write_table(p.pending, {k: (pd.to_bytes(), e) for k, (pd, e) in pendings.items()})
-        return out
+        self.now = time.time()
+        return super().run(events)
 
-    def _load_state(self, key: bytes) -> Any:
-        raw = self.p.entities.get(key)
-        scenario = self.p.scenario
-        return scenario.initial_state() if raw is None else scenario.state_from_dict(loads(raw))
+    def handle(self, event: EventT, out: Outbox) -> None:
+        p, scenario, metrics = self.p, self.p.scenario, self.p.metrics
+        msg = event.message
+        item = scenario.parse(msg.value)
+        key = scenario.key(item).encode()
+        state = p.states.get(key, event)
+        pending = p.pendings.get(key, event)
+        offsets: dict[str, int] = state.last_offsets
+        part = str(msg.partition)
+        decision_id = scenario.decision_id(item)
+        if msg.offset <= offsets.get(part, -1):
+            self._redeliver(out, pending, decision_id, key, event)
+            return
+        decision = self._decide(item, state, decision_id)
+        state = scenario.update(state, item)
+        offsets[part] = msg.offset
+        early = pending.take_early(decision_id)
+        if early is None:
+            pending.add(decision.to_dict(self.kept))
+        else:  # its outcome came first: join now
+            emit_transition(p, out, decision.to_dict(), scenario.parse_outcome(early.encode()), event)
+            metrics.inc("feedback_joined")
+        ts = decision.event_ts
+        if ts > self.watermarks.get(msg.partition, 0.0):
+            self.watermarks[msg.partition] = ts
+        self._expire(out, pending, self.watermarks[msg.partition], event, self.now)
+        p.states.put(key, state, event)
+        p.pendings.put(key, pending, event)
+        action = decision.to_dict()
+        action["ingest_ts"] = msg.timestamp
+        out.add(p.actions, key, dumps(action), event)
+        metrics.inc("decisions")
 
     def _decide(self, item: Any, state: Any, decision_id: str) -> Decision:
         p, scenario = self.p, self.p.scenario
@@ -103,7 +93,7 @@ class Decider:
     def _redeliver(
         self, out: Outbox, pending: PendingDecisions, decision_id: str, key: bytes, event: EventT
     ) -> None:
-        """Emit the stored decision again: the action may not have reached Kafka before a crash."""
+        """Emit the kept decision again: the action may not have reached Kafka before a crash."""
         self.p.metrics.inc("redelivered")
         stored = pending.open.get(decision_id)
         if stored is not None:
@@ -126,10 +116,4 @@ class Decider:
 
 
 def register_decide(p: Pipeline) -> None:
-    decider = Decider(p)
-    settings = p.settings
-
-    @p.app.agent(p.events, name=f"{p.names.events}.decide")
-    async def decide(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-            await decider.run(events).flush()
+    register_batch_agent(p, p.events, f"{p.names.events}.decide", Decider(p))

@@ -13,21 +13,23 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.types import EventT
 
-from streams.agents.outbox import Outbox, write_table
+from streams.agents.batch import BatchAgent, register_batch_agent
+from streams.agents.outbox import Outbox
 from streams.agents.views import RowCache
 from streams.core.learning import apply, next_max_of
-from streams.core.scenario import Transition
+from streams.core.scenario import InvalidEvent, Transition
 from streams.core.table import Row
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
 
 
-class Learner:
+class Learner(BatchAgent):
     def __init__(self, p: Pipeline) -> None:
-        self.p = p
+        super().__init__(p)
         self.table_rows = RowCache(p.decisions)
         self.own: dict[str, Row] = {}
+        self.changed: dict[str, tuple[Row, EventT]] = {}
 
     def forget(self) -> None:
         self.own.clear()
@@ -40,47 +42,37 @@ class Learner:
             self.own[state_key] = row
         return row
 
-    def run(self, events: list[EventT]) -> Outbox:
-        p, settings, metrics = self.p, self.p.settings, self.p.metrics
-        actions = p.scenario.actions
-        out = Outbox()
-        changed: dict[bytes, tuple[bytes, EventT]] = {}
-        rows: dict[str, tuple[Row, EventT]] = {}
-        for event in events:
-            msg = event.message
-            try:
-                transition = Transition.from_dict(orjson.loads(msg.value))
-                index = actions.index(transition.action)
-            except (ValueError, KeyError, TypeError) as exc:
-                out.dead_letter(p.dlq, event, f"invalid transition: {exc}", metrics)
-                continue
-            row = self.row(transition.state_key)
-            next_max = 0.0
-            if settings.discount > 0 and transition.next_state_key:
-                next_max = next_max_of(
-                    self.own.get(transition.next_state_key) or self.table_rows.get(transition.next_state_key)
-                )
-            applied = apply(
-                row, transition, index, alpha=settings.learning_rate, gamma=settings.discount,
-                next_max=next_max, source=f"{msg.topic}:{msg.partition}", offset=msg.offset,
-            )  # fmt: skip
-            metrics.inc("learning_updates" if applied else "learning_duplicates")
-            if applied:
-                rows[transition.state_key] = (row, event)
-        for state_key, (row, event) in rows.items():
-            changed[state_key.encode()] = (orjson.dumps(row.to_dict()), event)
-        write_table(p.decisions, changed)
-        return out
+    def handle(self, event: EventT, out: Outbox) -> None:
+        p, settings = self.p, self.p.settings
+        msg = event.message
+        try:
+            transition = Transition.from_dict(orjson.loads(msg.value))
+            index = p.scenario.actions.index(transition.action)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"invalid transition: {exc}") from None
+        row = self.row(transition.state_key)
+        next_max = 0.0
+        if settings.discount > 0 and transition.next_state_key:
+            next_key = transition.next_state_key
+            next_max = next_max_of(self.own.get(next_key) or self.table_rows.get(next_key))
+        applied = apply(
+            row, transition, index, alpha=settings.learning_rate, gamma=settings.discount,
+            next_max=next_max, source=f"{msg.topic}:{msg.partition}", offset=msg.offset,
+        )  # fmt: skip
+        p.metrics.inc("learning_updates" if applied else "learning_duplicates")
+        if applied:
+            self.changed[transition.state_key] = (row, event)
+
+    def finish(self, out: Outbox) -> None:
+        """One decision-table write per changed row per batch."""
+        for key, (row, event) in self.changed.items():
+            out.write(self.p.decisions, key.encode(), orjson.dumps(row.to_dict()), event)
+        self.changed.clear()
 
 
 def register_learn(p: Pipeline) -> None:
     learner = Learner(p)
-    settings = p.settings
-
-    @p.app.agent(p.learning, name=f"{p.names.learning}.learn")
-    async def learn(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-            await learner.run(events).flush()
+    register_batch_agent(p, p.learning, f"{p.names.learning}.learn", learner)
 
     @p.app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:

@@ -1,21 +1,38 @@
-"""What a batch emits, and the one place that binds table writes and sends to their source event.
+"""What a batch emits (records and table changes), and how it reaches Kafka.
 
 Faust routes a table write to the changelog partition of the *current event*; in a batch that is
 not the record being handled, so every write and send here names its source event explicitly.
+
+At-least-once (the default): Faust's per-record paths (`topic.send`, `table[key] = value`) cost
+tens of microseconds each (a FutureMessage, a producer-buffer entry, a callback). Here a table write
+goes straight into the store (RocksDB put, or the memory store's dict) and its changelog record
+joins the batch's other records; one aiokafka batch per (topic, partition) carries them, and the
+agent awaits every acknowledgement before the batch's input offsets are acked. Afterwards the
+stores remember the changelog offsets they hold, exactly as Faust's own send callback does, so a
+restart with intact RocksDB only reads the changelog tail.
+
+Exactly-once: everything goes through Faust, which puts each send and changelog write into the
+transaction of its source partition.
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 
+from connectors.partitioning import partition_for
 from streams.codecs import dlq_headers, dlq_value
 from streams.metrics import Metrics
+
+Record = tuple[
+    str, int, bytes | None, bytes | None, Any, EventT
+]  # topic, partition, key, value, headers, source
 
 
 def bind(event: EventT) -> None:
@@ -25,35 +42,81 @@ def bind(event: EventT) -> None:
 
 @dataclass
 class Outbox:
-    """Records a batch will send: (topic, key, value, headers, source event)."""
+    """The records and table changes of one batch."""
 
-    records: list[tuple[faust.TopicT, bytes | None, bytes, Any, EventT]] = field(default_factory=list)
+    partitions: int
+    faust_path: bool = False  # exactly-once: send and write through Faust
+    records: list[Record] = field(default_factory=list)
+    faust_topics: dict[str, faust.TopicT] = field(default_factory=dict)
+    changelog_of: dict[str, Any] = field(default_factory=dict)  # changelog topic -> RocksDB store
 
     def add(
         self, topic: faust.TopicT, key: bytes | None, value: bytes, event: EventT, headers: Any = None
     ) -> None:
-        self.records.append((topic, key, value, headers, event))
+        """A keyed output record; it lands in the key's partition (murmur2, as Faust and Java do)."""
+        name = topic.get_topic_name()
+        self.faust_topics[name] = topic
+        partition = partition_for(key, self.partitions) if key else event.message.partition
+        self.records.append((name, partition, key, value, headers, event))
 
     def dead_letter(self, dlq: faust.TopicT, event: EventT, reason: str, metrics: Metrics) -> None:
         """Bad input goes to the DLQ with its original bytes and where it came from."""
         msg = event.message
         payload = msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b"")
         headers = dlq_headers(reason, msg.topic, msg.partition, msg.offset)
-        self.add(
-            dlq, msg.key, dlq_value(payload, reason, msg.topic, msg.partition, msg.offset), event, headers
-        )
+        value = dlq_value(payload, reason, msg.topic, msg.partition, msg.offset)
+        self.add(dlq, msg.key, value, event, headers)
         metrics.dead_letter(reason)
 
-    async def flush(self) -> None:
-        """Hand every record to the producer; Faust flushes it before committing the offsets."""
-        for topic, key, value, headers, event in self.records:
-            bind(event)
-            await topic.send(key=key, value=value, headers=headers)
+    def write(self, table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
+        """Set a table key; its changelog record goes to the partition of `event`."""
+        bind(event)
+        if self.faust_path:
+            table[key] = value
+            return
+        store = table.data
+        if hasattr(store, "_dbs"):  # RocksDB: a put into the partition's database
+            store._set(key, value)
+            self.changelog_of[table.changelog_topic_name] = store
+        else:  # memory store
+            store.data[key] = value
+        self.records.append((table.changelog_topic_name, event.message.partition, key, value, None, event))
+
+    async def flush(self, producer: Any) -> None:
+        """Send everything; returns once the broker has acknowledged every record."""
+        if self.records:
+            if self.faust_path:
+                await self._send_via_faust()
+            else:
+                await self._send_batches(producer)
         self.records.clear()
 
+    async def _send_via_faust(self) -> None:
+        futures = []
+        for name, partition, key, value, headers, event in self.records:
+            bind(event)
+            futures.append(await self.faust_topics[name].send(key=key, value=value, headers=headers,
+                                                              partition=partition))  # fmt: skip
+        await asyncio.gather(*futures)
 
-def write_table(table: faust.Table, writes: dict[bytes, tuple[bytes, EventT]]) -> None:
-    """Write the last value per key of a batch: one changelog record per key, not per event."""
-    for key, (value, event) in writes.items():
-        bind(event)
-        table[key] = value
+    async def _send_batches(self, producer: Any) -> None:
+        groups: dict[tuple[str, int], list[Record]] = {}
+        for record in self.records:
+            groups.setdefault((record[0], record[1]), []).append(record)
+        sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+        for (name, partition), records in groups.items():
+            batch, count = producer.create_batch(), 0
+            for _, _, key, value, headers, _ in records:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                    sent.append(
+                        (name, partition, count, await producer.send_batch(batch, name, partition=partition))
+                    )
+                    batch, count = producer.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+                count += 1
+            sent.append((name, partition, count, await producer.send_batch(batch, name, partition=partition)))
+        results = await asyncio.gather(*(future for *_, future in sent))
+        for (name, partition, count, _), meta in zip(sent, results, strict=True):
+            store = self.changelog_of.get(name)
+            if store is not None:  # what Faust's changelog send callback would have recorded
+                store.set_persisted_offset(TP(name, partition), meta.offset + count - 1)

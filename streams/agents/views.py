@@ -6,34 +6,47 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import orjson
+from faust.types import EventT
 
+from streams.agents.outbox import Outbox
 from streams.core.table import Row
 
 
 class PartitionSlice(MutableMapping[str, Any]):
-    """The entries one partition owns: key "<k>|<p>". One writer per partition, no lost updates."""
+    """The entries one partition owns: key "<k>|<p>". One writer per partition, no lost updates.
 
-    def __init__(self, table: Any, partition: int) -> None:
+    Writes go through the batch's outbox, bound to `event` (a record of that partition), so their
+    changelog record goes to that partition too.
+    """
+
+    def __init__(self, table: Any, event: EventT, out: Outbox) -> None:
         self.table = table
-        self.suffix = f"|{partition}"
+        self.event = event
+        self.out = out
+        self.suffix = f"|{event.message.partition}"
 
     def __getitem__(self, key: str) -> Any:
-        raw = self.table.get((key + self.suffix).encode())
+        raw = memory_dict(self.table).get((key + self.suffix).encode())
         if raw is None:
             raise KeyError(key)
         return orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table[(key + self.suffix).encode()] = orjson.dumps(value)
+        self.out.write(self.table, (key + self.suffix).encode(), orjson.dumps(value), self.event)
 
     def __delitem__(self, key: str) -> None:
-        del self.table[(key + self.suffix).encode()]
+        raise TypeError("entries of a partition slice are never deleted")
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("a partition slice is not iterable")
 
     def __len__(self) -> int:
         raise TypeError("a partition slice has no length")
+
+
+def memory_dict(table: Any) -> dict[bytes, bytes]:
+    """The dict behind a GlobalTable on the memory store: reads without Faust's codec layers."""
+    return table.data.data
 
 
 class PartitionSum:
@@ -45,8 +58,9 @@ class PartitionSum:
 
     def get(self, key: str, default: Any = None) -> Any:
         total: list[int] | None = None
+        data = memory_dict(self.table)
         for suffix in self.keys:
-            raw = self.table.get((key + suffix).encode())
+            raw = data.get((key + suffix).encode())
             if raw is None:
                 continue
             entry = orjson.loads(raw)
@@ -68,7 +82,7 @@ class RowCache:
         self._rows: dict[str, tuple[bytes, Row]] = {}
 
     def get(self, state_key: str) -> Row | None:
-        raw = self.table.get(state_key.encode())
+        raw = memory_dict(self.table).get(state_key.encode())
         if raw is None:
             return None
         cached = self._rows.get(state_key)

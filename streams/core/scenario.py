@@ -44,7 +44,9 @@ class Decision:
     event_id: str
     features: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, features: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """JSON-safe form; `features` keeps only those (a compact form for pending decisions)."""
+        kept = self.features if features is None else {k: self.features[k] for k in features}
         return {
             "decision_id": self.decision_id,
             "event_id": self.event_id,
@@ -56,7 +58,7 @@ class Decision:
             "state_key": self.state_key,
             "event_ts": self.event_ts,
             "decision_ts": self.decision_ts,
-            "features": self.features,
+            "features": kept,
         }
 
     @classmethod
@@ -118,6 +120,7 @@ class Scenario(Protocol):
 
     name: str
     actions: tuple[str, ...]
+    outcome_features: tuple[str, ...]  # the features `reward` reads; pending decisions keep only these
 
     def parse(self, raw: bytes) -> Any:
         """Decode and validate one event; raise InvalidEvent(reason) for anything malformed."""

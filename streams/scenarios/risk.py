@@ -406,6 +406,7 @@ class RiskScenario:
 
     name = "risk"
     actions = ACTIONS
+    outcome_features = ("amount",)  # what `reward` reads: all a pending decision needs to keep
 
     def __init__(
         self,

@@ -276,6 +276,7 @@ class TrafficScenario:
     """
 
     name = NAME
+    outcome_features = ("total_halting", "total_waiting_s")  # what `reward` reads
 
     def __init__(
         self,

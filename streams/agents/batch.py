@@ -1,0 +1,98 @@
+"""The batch loop every agent shares, and the rules that keep at-least-once true around Faust.
+
+A batch's messages are acked only after its output is acknowledged by the broker, so:
+- no exception may leave a record's handling: a record whose handling fails goes to the DLQ with
+  the reason (bad input never crashes a worker, and nothing is acked without a trace);
+- a batch whose output cannot be emitted must never be acked: the worker exits at once, without
+  committing, and its records are redelivered to the next owner;
+- a shutdown (cancellation) in the middle of emitting waits until the batch is handed to the
+  producer, which Faust flushes before its final commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import EventT, Message
+
+from streams.agents import fastlane
+from streams.agents.outbox import Outbox
+from streams.core.scenario import InvalidEvent
+
+if TYPE_CHECKING:
+    from streams.app import Pipeline
+
+log = logging.getLogger(__name__)
+EXIT_EMIT_FAILED = 70
+
+
+class Source:
+    """A consumed record as the handlers see it: Faust reads `.message` off the current event."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class BatchAgent:
+    """Subclasses implement `handle` for one record; `run` applies it to a batch."""
+
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+
+    def handle(self, event: EventT, out: Outbox) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self, out: Outbox) -> None:
+        """Called once per batch after every record was handled."""
+
+    def run(self, messages: list[Message]) -> Outbox:
+        p = self.p
+        out = p.outbox()
+        for message in messages:
+            event = Source(message)
+            try:
+                self.handle(event, out)
+            except InvalidEvent as exc:
+                out.dead_letter(p.dlq, event, exc.reason, p.metrics)
+            except Exception as exc:
+                log.exception("internal error on %s[%s]@%s", event.message.topic, event.message.partition,
+                              event.message.offset)  # fmt: skip
+                p.metrics.inc("internal_errors")
+                out.dead_letter(p.dlq, event, f"internal error: {exc!r}", p.metrics)
+        self.finish(out)
+        return out
+
+
+async def emit_or_die(p: Pipeline, out: Outbox) -> None:
+    task = asyncio.ensure_future(p.emit(out))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task  # shutting down: hand the batch over first, then stop
+        raise
+    except BaseException as exc:
+        log.critical("could not emit a batch (%r): exiting without committing its offsets", exc)
+        logging.shutdown()
+        os._exit(EXIT_EMIT_FAILED)
+
+
+def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: BatchAgent) -> None:
+    """A Faust agent that iterates batches of `topic`'s records (see fastlane.py)."""
+    lane = p.app.channel(maxsize=4)
+    fastlane.subscribe(p.app, topic)
+    p.lanes[topic.get_topic_name()] = lane
+    app = p.app
+
+    async def loop(stream: Any) -> None:
+        async for messages in stream:
+            await emit_or_die(p, agent.run(messages))
+            fastlane.ack_all(app, messages)
+
+    loop.__name__ = name.replace(".", "_")
+    app.agent(lane, name=name)(loop)
