@@ -154,7 +154,8 @@ def _publish(s: Settings, cfg: DemoConfig, console: Console, log: ActionLog) -> 
     def status() -> str:
         elapsed = max(time.time() - start, 1e-9)
         done = counts["events"]
-        return f"events {done:,}/{cfg.events:,} ({done / elapsed:,.0f}/s)  actions {log.distinct:,}  {elapsed:,.0f}s"
+        rate = done / elapsed
+        return f"events {done:,}/{cfg.events:,} ({rate:,.0f}/s)  actions {log.distinct:,}  {elapsed:,.0f}s"
 
     def records():
         for rec in RiskGenerator(cfg.seed).records(cfg.events):
