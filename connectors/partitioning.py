@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from aiokafka.partitioner import murmur2
 
+_hashes: dict[bytes, int] = {}
+
 
 def partition_for(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    """aiokafka's murmur2 is pure Python (~2.5 us); entity keys repeat, so their hashes are kept."""
+    hashed = _hashes.get(key)
+    if hashed is None:
+        if len(_hashes) > 1_000_000:
+            _hashes.clear()
+        hashed = _hashes[key] = murmur2(key) & 0x7FFFFFFF
+    return hashed % partitions

@@ -54,11 +54,14 @@ class Decider(BatchAgent):
         decision = self._decide(item, state, decision_id)
         state = scenario.update(state, item)
         offsets[part] = msg.offset
+        action = decision.to_dict()
         early = pending.take_early(decision_id)
         if early is None:
-            pending.add(decision.to_dict(self.kept))
+            kept = self.kept
+            features = decision.features if kept is None else {k: decision.features[k] for k in kept}
+            pending.add({**action, "features": features})
         else:  # its outcome came first: join now
-            emit_transition(p, out, decision.to_dict(), scenario.parse_outcome(early.encode()), event)
+            emit_transition(p, out, action, scenario.parse_outcome(early.encode()), event)
             metrics.inc("feedback_joined")
         ts = decision.event_ts
         if ts > self.watermarks.get(msg.partition, 0.0):
@@ -66,7 +69,6 @@ class Decider(BatchAgent):
         self._expire(out, pending, self.watermarks[msg.partition], event, self.now)
         p.states.put(key, state, event)
         p.pendings.put(key, pending, event)
-        action = decision.to_dict()
         action["ingest_ts"] = msg.timestamp
         out.add(p.actions, key, dumps(action), event)
         metrics.inc("decisions")

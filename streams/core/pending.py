@@ -30,17 +30,26 @@ class JoinStatus(Enum):
 
 @dataclass(slots=True)
 class PendingDecisions:
+    """Written back after every change, so encoding is kept cheap: each open decision is encoded
+    once (`_encoded`) and reused, and expiry scans only when the oldest decision can be due."""
+
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     early: dict[str, tuple[str, float]] = field(default_factory=dict)  # decision id -> (outcome, wall ts)
+    _encoded: dict[str, orjson.Fragment] = field(default_factory=dict, repr=False, compare=False)
+    _oldest: float = field(default=float("inf"), repr=False, compare=False)
 
     def add(self, decision: dict[str, Any]) -> None:
-        self.open[decision["decision_id"]] = decision
+        decision_id = decision["decision_id"]
+        self.open[decision_id] = decision
+        self._encoded[decision_id] = orjson.Fragment(orjson.dumps(decision))
+        self._oldest = min(self._oldest, decision["event_ts"])
 
     def join(self, decision_id: str, outcome: str, now: float) -> tuple[JoinStatus, dict[str, Any] | None]:
         """Match an outcome (its raw JSON text) with its decision, or park it until the decision."""
         decision = self.open.pop(decision_id, None)
         if decision is not None:
+            self._encoded.pop(decision_id, None)
             self._remember(decision_id)
             return JoinStatus.JOINED, decision
         if decision_id in self.joined or decision_id in self.early:
@@ -54,12 +63,15 @@ class PendingDecisions:
         if entry is None:
             return None
         self.open.pop(decision_id, None)
+        self._encoded.pop(decision_id, None)
         self._remember(decision_id)
         return entry[0]
 
     def evict_early(self, now: float, ttl_s: float) -> int:
         """Drop early outcomes whose decision never came (its event was malformed or lost upstream):
         those older than `ttl_s` (wall clock), then the oldest beyond MAX_EARLY."""
+        if not self.early:
+            return 0
         stale = [d for d, (_, ts) in self.early.items() if now - ts > ttl_s]
         for decision_id in stale:
             del self.early[decision_id]
@@ -71,10 +83,14 @@ class PendingDecisions:
     def expire(self, watermark: float, ttl_s: float) -> list[dict[str, Any]]:
         """Remove and return decisions older (in event time) than watermark - ttl."""
         cutoff = watermark - ttl_s
+        if self._oldest >= cutoff:
+            return []
         expired = [d for d in self.open.values() if d["event_ts"] < cutoff]
         for decision in expired:
             del self.open[decision["decision_id"]]
+            self._encoded.pop(decision["decision_id"], None)
             self._remember(decision["decision_id"])
+        self._oldest = min((d["event_ts"] for d in self.open.values()), default=float("inf"))
         return expired
 
     def _remember(self, decision_id: str) -> None:
@@ -86,11 +102,17 @@ class PendingDecisions:
         return bool(self.open or self.joined or self.early)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"o": self.open, "j": self.joined, "e": self.early})
+        encoded = self._encoded
+        for decision_id, decision in self.open.items():  # decoded from bytes: encode once
+            if decision_id not in encoded:
+                encoded[decision_id] = orjson.Fragment(orjson.dumps(decision))
+        return orjson.dumps({"o": encoded, "j": self.joined, "e": self.early})
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> PendingDecisions:
         if not raw:
             return cls()
         data = orjson.loads(raw)
-        return cls(open=data["o"], joined=data["j"], early={k: (v[0], v[1]) for k, v in data["e"].items()})
+        early = {k: (v[0], v[1]) for k, v in data["e"].items()}
+        oldest = min((d["event_ts"] for d in data["o"].values()), default=float("inf"))
+        return cls(open=data["o"], joined=data["j"], early=early, _oldest=oldest)

@@ -1,0 +1,61 @@
+"""Pending decisions: late, early, duplicate and never-arriving outcomes."""
+
+from __future__ import annotations
+
+from streams.core.pending import MAX_EARLY, JoinStatus, PendingDecisions
+
+
+def decision(decision_id: str, ts: float) -> dict:
+    return {"decision_id": decision_id, "event_ts": ts, "action": "approve", "features": {"amount": 1.0}}
+
+
+def test_join_then_duplicate() -> None:
+    pending = PendingDecisions()
+    pending.add(decision("d1", 10.0))
+    status, stored = pending.join("d1", "{}", now=0.0)
+    assert status is JoinStatus.JOINED and stored is not None and stored["decision_id"] == "d1"
+    assert pending.join("d1", "{}", now=0.0) == (JoinStatus.DUPLICATE, None)
+
+
+def test_an_early_outcome_waits_for_its_decision() -> None:
+    pending = PendingDecisions()
+    assert pending.join("d2", '{"x": 1}', now=5.0) == (JoinStatus.EARLY, None)
+    assert pending.join("d2", '{"x": 1}', now=5.0) == (JoinStatus.DUPLICATE, None)
+    assert pending.take_early("d2") == '{"x": 1}'
+    assert pending.take_early("d2") is None
+    assert pending.join("d2", "{}", now=6.0) == (JoinStatus.DUPLICATE, None)
+
+
+def test_early_outcomes_are_evicted_by_age_and_count() -> None:
+    pending = PendingDecisions()
+    pending.join("old", "{}", now=0.0)
+    for i in range(MAX_EARLY + 5):
+        pending.join(f"e{i}", "{}", now=100.0)
+    dropped = pending.evict_early(now=100.0, ttl_s=50.0)
+    assert dropped == 1 + 5
+    assert len(pending.early) == MAX_EARLY and "old" not in pending.early and "e0" not in pending.early
+
+
+def test_expiry_is_by_event_time_and_only_once() -> None:
+    pending = PendingDecisions()
+    pending.add(decision("a", 100.0))
+    pending.add(decision("b", 200.0))
+    assert pending.expire(watermark=250.0, ttl_s=160.0) == []
+    expired = pending.expire(watermark=250.1, ttl_s=150.0)
+    assert [d["decision_id"] for d in expired] == ["a"]
+    assert pending.expire(watermark=250.1, ttl_s=150.0) == []
+    assert pending.join("a", "{}", now=0.0)[0] is JoinStatus.DUPLICATE
+    assert [d["decision_id"] for d in pending.expire(watermark=1000.0, ttl_s=1.0)] == ["b"]
+
+
+def test_bytes_round_trip_keeps_everything() -> None:
+    pending = PendingDecisions()
+    pending.add(decision("a", 1.0))
+    pending.add(decision("b", 2.0))
+    pending.join("a", "{}", now=0.0)
+    pending.join("z", '{"late": true}', now=3.0)
+    again = PendingDecisions.from_bytes(pending.to_bytes())
+    assert again.open == pending.open and again.joined == pending.joined and again.early == pending.early
+    assert PendingDecisions.from_bytes(again.to_bytes()).to_bytes() == again.to_bytes()
+    assert [d["decision_id"] for d in again.expire(watermark=10.0, ttl_s=5.0)] == ["b"]
+    assert not PendingDecisions.from_bytes(None)
