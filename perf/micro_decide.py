@@ -55,7 +55,7 @@ class _Topic:
 class _App:
     conf = SimpleNamespace(processing_guarantee=SimpleNamespace(value="at_least_once"))
 
-    class on_partitions_revoked:  # noqa: N801 - mimics Faust's signal attribute
+    class on_partitions_revoked:
         @staticmethod
         def connect(fn: Any) -> Any:
             return fn
