@@ -10,6 +10,7 @@ from connectors.collect import wait_for
 from connectors.generate import RiskGenerator
 from connectors.publish import Publisher
 from streams.codecs import DLQ_REASON, dlq_payload
+from streams.core.contract import validate
 from streams.settings import Settings
 from tests.integration.harness import counts, topic_json, workers
 
@@ -54,11 +55,14 @@ def test_every_event_gets_exactly_one_decision_and_bad_input_goes_to_the_dlq(set
     assert len(actions) == len(ids) == 3000
     assert {a["event_id"] for a in actions} == {e["transaction_id"] for e in events}
     for action in actions:
+        validate(action, "risk.actions")
         assert set(action) >= DECISION_FIELDS
         assert action["action"] in ("approve", "review", "decline")
         assert 0 < action["prob"] <= 1
     assert sorted(dlq_payload(orjson.dumps(d)) for d in dead) == sorted(bad)
     assert all(d["reason"] and d["source_topic"] == topics.events for d in dead)
+    for d in dead:  # Avro's JSON encoding of bytes is the latin-1 text of the bytes: what the DLQ holds
+        validate({**d, "payload": d["payload"].encode("latin-1")}, "risk.dlq")
     assert counts(settings)["dlq"] == 3
     assert DLQ_REASON  # the header name is part of the contract (checked in the reliability tests)
 

@@ -42,3 +42,11 @@ def test_dlq_record_keeps_the_original_bytes() -> None:
     assert dlq_payload(value) == payload
     headers = dict(dlq_headers("bad", "risk.events", 3, 42))
     assert headers[DLQ_REASON] == b"bad" and headers[DLQ_OFFSET] == b"42"
+
+
+def test_a_configured_cluster_launches_nothing() -> None:
+    from connectors.broker import kafka_cluster
+
+    settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "remote:9092"})
+    with kafka_cluster(settings, log=print) as bootstrap:
+        assert bootstrap == "remote:9092"
