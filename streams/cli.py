@@ -174,6 +174,16 @@ def demo(
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
 
 
+def _register_command_groups() -> None:
+    """Commands that live with their subsystems: replay/snapshot/reset, bench/plan."""
+    from streams.replay.cli import register as register_replay
+
+    register_replay(app)
+
+
+_register_command_groups()
+
+
 def main() -> None:
     app()
 

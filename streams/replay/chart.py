@@ -29,7 +29,7 @@ def write_chart(report: dict[str, Any], path: str | Path, title: str = "Replay: 
             times = [datetime.fromtimestamp(t, UTC) for t, _ in series]
             values = [v for _, v in series]
             cost = summary.get("cost_per_1k")
-            legend = f"{label} ({cost:,.1f} per 1k events)" if cost is not None else label
+            legend = f"{label} (cost {cost:,.1f} per 1k events)" if cost is not None else label
             ax.plot(times, values, label=legend, linewidth=1.6, linestyle="--" if label == "live" else "-")
         ax.set_title(title)
         ax.set_xlabel("event time (UTC)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,14 @@ from rich.table import Table
 from streams.settings import Settings, load_settings
 
 err = Console(stderr=True)
+WIDE = 140  # tables printed to a file or pipe: rich would otherwise wrap them at 80 columns
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=WIDE)
+
+
 DEFAULT_POLICIES = ["rules", "qtable"]
 
 
@@ -189,7 +198,8 @@ def replay(
         _republish(republish, speed, lo, hi, scenario)
         return
     settings = _settings(scenario=scenario) if input_file is not None else _kafka_settings(scenario=scenario)
-    out = err if json_out else Console()
+    _check_policies(settings, policy or DEFAULT_POLICIES)  # before a long read, not after it
+    out = _console(stderr=json_out)
     try:
         records, live_decisions = _read_input(
             settings, input_file, actions_file, live, lo, hi, feedback_grace
@@ -200,6 +210,7 @@ def replay(
         raise _fail("nothing to replay: the range holds no records", 1)
     from streams.replay.backtest import run_backtest
 
+    began, began_cpu = time.perf_counter(), time.process_time()
     try:
         with progress_bar(f"replaying {len(records):,} records", total=2 * len(records)) as advance:
             backtest = run_backtest(
@@ -208,7 +219,14 @@ def replay(
             )  # fmt: skip
     except ValueError as exc:  # unknown policy, unreadable snapshot, ...
         raise _fail(str(exc)) from None
+    seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
     report = backtest.report
+    events = report["input"]["events"]
+    err.print(
+        f"replayed {events:,} events ({len(records):,} records) x {len(backtest.specs)} policies "
+        f"in {seconds:,.2f}s: {events / seconds:,.0f} events/s wall, {events / cpu:,.0f} per CPU-second "
+        "(parse + merge + replay + report)"
+    )
     out.print(comparison_table(report))
     if "ope" in report:
         out.print(ope_table(report["ope"]))
@@ -221,6 +239,16 @@ def replay(
             out.print(f"table snapshot: {path}")
     if json_out:
         typer.echo(orjson.dumps(report).decode())
+
+
+def _check_policies(settings: Settings, policies: list[str]) -> None:
+    from streams.replay.policies import resolve_all
+    from streams.scenarios import build_scenario
+
+    try:
+        resolve_all(policies, build_scenario(settings), settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _read_input(
@@ -299,7 +327,7 @@ def snapshot_show(path: Annotated[Path, typer.Argument(help="Snapshot file.")]) 
         snap = read(path)
     except SnapshotError as exc:
         raise _fail(str(exc), 1) from None
-    console = Console()
+    console = _console()
     console.print(
         f"{snap.scenario} table, {len(snap.rows)} rows, policy {snap.policy} (epsilon {snap.epsilon}, "
         f"temperature {snap.temperature}, alpha {snap.learning_rate}, gamma {snap.discount}), "
@@ -359,7 +387,7 @@ def reset(
     for r in rows:
         current = "-" if r.current is None else f"{r.current:,}"
         table.add_row(r.topic, str(r.partition), current, f"{r.target:,}", r.note)
-    Console().print(table)
+    _console().print(table)
     if not execute:
         note = f" and delete {wipe_state}" if wipe_state else ""
         err.print(f"dry run: pass --execute to move {sum(r.moves for r in rows)} partition(s){note}")
@@ -378,3 +406,14 @@ def register(app: typer.Typer) -> None:
     app.command()(replay)
     app.add_typer(snapshot_app, name="snapshot")
     app.command()(reset)
+
+
+def main() -> None:
+    """`python -m streams.replay.cli`: the three commands on their own (before they join agentstream)."""
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ policy decides every event, so every label is joined), so they are computed once
 shared; only `choose`, the rows and the rewards are per policy. Per-event results go into flat
 arrays indexed by event number (no per-event dicts per policy), and the garbage collector is paused
 for the loop: millions of long-lived objects make its full passes the largest cost otherwise.
+A pending decision keeps only the features the reward reads (`outcome_features`), as live does.
 """
 
 from __future__ import annotations
@@ -194,12 +195,13 @@ class ReplayEngine:
         pendings: dict[str, PendingDecisions] = {}
         deciders = [_decider(run, spec.policy) for run, spec in zip(runs, self.specs, strict=True)]
         if live_run is not None:
-            deciders.append(_live_decider(live_run, self.live or {}, sc.actions, live_keys))
+            deciders.append(_live_decider(live_run, self.live or {}, live_keys))
         join = _Joiner(self, runs, live_run, positive)
         key, decision_id, observe, update = sc.key, sc.decision_id, sc.observe, sc.update
         event_id, initial_state, parse_outcome = sc.event_id, sc.initial_state, sc.parse_outcome
         salt = None if cfg.seed is None else f"\x1f{cfg.seed}"
         ttl, early_ttl = cfg.pending_ttl_s, cfg.early_outcome_ttl_s
+        kept = getattr(sc, "outcome_features", None)  # what `reward` reads: all a pending decision keeps
         watermark = float("-inf")
         seq = 0
         for i, (ts, kind, _arrival, item, record_key, raw) in enumerate(timeline.items):
@@ -219,8 +221,16 @@ class ReplayEngine:
                 for decide in deciders:
                     decide(seq, did, obs, draw_seed)
                 update(state, item)
-                stub = {"decision_id": did, "event_ts": ts, "seq": seq, "entity": entity, "obs": obs,
-                        "event_id": event_id(item)}  # fmt: skip
+                features = obs.features if kept is None else {k: obs.features[k] for k in kept}
+                stub = {
+                    "decision_id": did,
+                    "event_ts": ts,
+                    "seq": seq,
+                    "entity": entity,
+                    "event_id": event_id(item),
+                    "state_key": obs.state_key,
+                    "features": features,
+                }
                 event_ts[seq] = ts
                 seq += 1
                 early = pending.take_early(did)
@@ -289,9 +299,7 @@ def _decider(run: PolicyRun, policy: Policy) -> Decide:
     return decide
 
 
-def _live_decider(
-    run: PolicyRun, live: Mapping[str, LiveDecision], names: tuple[str, ...], keys: list[str | None]
-) -> Decide:
+def _live_decider(run: PolicyRun, live: Mapping[str, LiveDecision], keys: list[str | None]) -> Decide:
     """The logged (live) decision for the event, if the actions topic has one."""
     get, actions, probs, counts = live.get, run.actions, run.probs, run.counts
 
@@ -369,7 +377,7 @@ class _Joiner:
 
 def _decision(stored: dict[str, Any]) -> Decision:
     """The shared part of a replayed decision (decision_ts is the event time: replays are timeless)."""
-    obs, ts = stored["obs"], stored["event_ts"]
+    ts = stored["event_ts"]
     return Decision(
         decision_id=stored["decision_id"],
         entity=stored["entity"],
@@ -377,9 +385,9 @@ def _decision(stored: dict[str, Any]) -> Decision:
         prob=1.0,
         policy="",
         policy_version=0,
-        state_key=obs.state_key,
+        state_key=stored["state_key"],
         event_ts=ts,
         decision_ts=ts,
         event_id=stored["event_id"],
-        features=obs.features,
+        features=stored["features"],
     )

@@ -32,7 +32,7 @@ def describe(settings: Settings, group: str) -> GroupState:
     admin = admin_client(settings)  # keep it referenced until the future resolves: its handle serves it
     future = admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group]
     try:
-        info = future.result()
+        info = future.result(TIMEOUT_S)
     except KafkaException as exc:
         if "GROUP_ID_NOT_FOUND" in str(exc):
             return GroupState(group, "DEAD", 0)
@@ -56,7 +56,7 @@ def committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     request = [ConsumerGroupTopicPartitions(group)]
     admin = admin_client(settings)
     future = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group]
-    result = future.result()
+    result = future.result(TIMEOUT_S)
     return {
         (tp.topic, tp.partition): tp.offset
         for tp in result.topic_partitions or []
@@ -71,4 +71,4 @@ def committed_for(
     request = [ConsumerGroupTopicPartitions(group, partitions)]
     admin = admin_client(settings)
     future = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group]
-    return {(tp.topic, tp.partition): tp.offset for tp in future.result().topic_partitions or []}
+    return {(tp.topic, tp.partition): tp.offset for tp in future.result(TIMEOUT_S).topic_partitions or []}

@@ -98,7 +98,13 @@ def agreement(run: PolicyRun, live: PolicyRun) -> dict[str, Any]:
 
 
 def ope_section(result: ReplayResult, *, method: str = "normal", seed: int = 0) -> dict[str, Any] | None:
-    """IPS / SNIPS / DR of each replayed policy from the live log, next to its replayed value."""
+    """IPS / SNIPS / DR of each replayed policy from the live log, next to its replayed value.
+
+    The estimators assume the target's randomness is independent of the logging policy's. A replay
+    without --seed uses live's own draws (Draw(decision_id)) to reproduce it, which couples a
+    stochastic target (qtable, softmax) to a stochastic live policy: salt the target's draws with
+    --seed when estimating such a pair. Deterministic targets (rules, epsilon 0) are unaffected.
+    """
     live = result.live
     if live is None:
         return None

@@ -124,11 +124,8 @@ def execute(settings: Settings, group: str, rows: list[PlanRow]) -> dict[tuple[s
         return {}
     partitions = [TopicPartition(r.topic, r.partition, r.target) for r in rows]
     request = [ConsumerGroupTopicPartitions(group, partitions)]
-    result = (
-        admin_client(settings)
-        .alter_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group]
-        .result()
-    )
+    admin = admin_client(settings)  # referenced until the future resolves: its handle serves it
+    result = admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result(TIMEOUT_S)
     failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in result.topic_partitions or [] if tp.error]
     if failed:
         raise ResetError(f"some offsets were not moved: {'; '.join(failed[:5])}")
