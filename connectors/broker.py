@@ -234,7 +234,8 @@ class EmbeddedKafka:
         node.log_dir.mkdir(parents=True, exist_ok=True)
         props = node.log_dir / "server.properties"
         props.write_text(self._properties(node))
-        cmd = [*self._java(lib, node, heap_mb=128), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+        cmd = [*self._java(lib, node, heap_mb=128), "kafka.tools.StorageTool", "format",
+               f"--cluster-id={cluster_id}",
                "-c", str(props), "--ignore-formatted"]  # fmt: skip
         return subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent

@@ -197,13 +197,17 @@ def run_closed_loop(
     drain_s: int = 1800,
     demand_scale: float = 1.0,
     cache_dir: Path | None = None,
+    out_dir: Path | None = None,
     epoch0: float = 0.0,
+    tap: Feedback | None = None,
 ) -> LoopResult:
     """One simulation under one policy. `decide`/`feedback` default to an in-process agent.
 
     For "learned", `table` is read and (with `learn`) updated online; pass the same dict across
     runs to train over several episodes. The run ends when the demand period is over and every
-    vehicle has left, or `drain_s` later. Event time is `epoch0` + simulated seconds.
+    vehicle has left, or `drain_s` later. Event time is `epoch0` + simulated seconds. `tap` also
+    receives every step's readings (fixed time over Kafka publishes them without asking for a
+    decision); `out_dir` is where SUMO writes its tripinfo (default: under the cache).
     """
     scenario = scenario or TrafficScenario()
     cache = (cache_dir or load_settings().data_dir / "sumo").resolve()
@@ -212,7 +216,7 @@ def run_closed_loop(
     trips = ensure_demand(
         spec, net_file, duration_s=duration_s, seed=seed, cache_dir=cache, scale=demand_scale
     )
-    out_dir = cache / net / "runs" / f"{policy_name}-{run or 'run'}-seed{seed}"
+    out_dir = out_dir or cache / net / "runs" / f"{policy_name}-{run or 'run'}-seed{seed}"
     started = time.perf_counter()
     agent: InProcessAgent | None = None
     readings = decisions = 0
@@ -232,7 +236,7 @@ def run_closed_loop(
         while True:
             due = sim.due()
             if due:
-                decisions += _control_step(sim, scenario, due, run, decide, feedback, last_decision)
+                decisions += _control_step(sim, scenario, due, run, decide, feedback, last_decision, tap)
                 readings += len(due)
             if sim.time >= duration_s and (sim.vehicles_pending() == 0 or sim.time >= duration_s + drain_s):
                 break
@@ -257,6 +261,7 @@ def _control_step(
     decide: Decide,
     feedback: Feedback | None,
     last_decision: dict[str, str],
+    tap: Feedback | None = None,
 ) -> int:
     """Readings out (with feedback for each light's previous decision), actions in; returns #answered.
 
@@ -265,6 +270,8 @@ def _control_step(
     """
     raws = [orjson.dumps(r) for r in sim.readings(due, run=run)]
     parsed = [scenario.parse(r) for r in raws]
+    if tap is not None:
+        tap(raws)
     if feedback is not None:
         feedback(
             [
@@ -305,6 +312,11 @@ def _default_agent(
     raise ValueError(f"unknown policy {policy_name!r}; valid: {', '.join(POLICIES)}")
 
 
+def training_seed(seed: int, episode: int) -> int:
+    """Demand seed of a training episode: disjoint from every evaluation seed below 10,000."""
+    return 10_000 + seed * 100 + episode
+
+
 def train(
     net: str,
     episodes: int,
@@ -322,7 +334,7 @@ def train(
             net,
             "learned",
             duration_s,
-            seed=10_000 + seed * 100 + i,
+            seed=training_seed(seed, i),
             scenario=scenario,
             table=table,
             learn=learn,

@@ -148,26 +148,49 @@ def publish(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Argument(help="risk")] = "risk",
-    events: Annotated[int, typer.Option(help="Number of events.")] = 120_000,
-    rate: Annotated[
-        float, typer.Option(help="Events per second published (0: as fast as possible).")
-    ] = 2_500,
+    scenario: Annotated[str, typer.Argument(help="risk | traffic")] = "risk",
+    events: Annotated[int, typer.Option(help="risk: number of events.")] = 120_000,
+    rate: Annotated[float, typer.Option(help="risk: events/s published (0: as fast as possible).")] = 2_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    policy: Annotated[str | None, typer.Option(help="qtable | softmax | thompson | rules")] = None,
+    policy: Annotated[str | None, typer.Option(help="risk: qtable | softmax | thompson | rules")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on the last line.")
     ] = False,
+    net: Annotated[str, typer.Option(help="traffic: single | grid2x2")] = "single",
+    duration: Annotated[int, typer.Option(help="traffic: simulated seconds of demand per run.")] = 3600,
+    episodes: Annotated[int, typer.Option(help="traffic: training runs before the learned policy.")] = 5,
+    chart: Annotated[Path | None, typer.Option(help="traffic: PNG of queue length over time.")] = None,
 ) -> None:
-    """Run the main job: embedded broker (unless configured), a worker, the generator; then a summary."""
+    """Run a main job on the embedded broker (unless configured), then print a summary.
+
+    `demo risk`: a worker and the card-transaction generator. `demo traffic`: signal control in a
+    closed loop with the SUMO simulator (needs the traffic extra).
+    """
+    if scenario == "traffic":
+        from streams.traffic_demo import TrafficDemoConfig, print_traffic_summary, run_traffic_demo
+
+        cfg = TrafficDemoConfig(net=net, duration_s=duration, episodes=episodes, seed=seed, chart=chart)
+        try:
+            summary = run_traffic_demo(_settings(), cfg, console)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        print_traffic_summary(summary, console)
+        _print_json(summary, as_json)
+        return
     if scenario != "risk":
-        console.print("[red]`demo traffic` comes with the traffic scenario[/red]")
+        console.print(f"[red]unknown scenario {scenario!r}: risk | traffic[/red]")
         raise typer.Exit(2)
     from streams.demo import DemoConfig, print_summary, run_risk_demo
 
     settings = _settings(policy=policy)
     summary = run_risk_demo(settings, DemoConfig(events=events, rate=rate, seed=seed), console)
     print_summary(summary, console)
+    _print_json(summary, as_json)
+
+
+def _print_json(summary: dict, as_json: bool) -> None:
+    """The summary as one JSON object on the last line of stdout (tables go to stderr)."""
     if as_json:
         import orjson
 

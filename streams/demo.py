@@ -90,7 +90,7 @@ def _run(s: Settings, cfg: DemoConfig, console: Console, workdir: Path) -> dict[
     actions = TopicCollector(s, topics.actions, log.on_record)
     try:
         console.print(f"starting {cfg.workers} worker(s) ...")
-        if not wait_for(lambda: _ready(metrics_dir, cfg.workers, workers), cfg.ready_timeout_s):
+        if not wait_for(lambda: workers_ready(metrics_dir, cfg.workers, workers), cfg.ready_timeout_s):
             raise RuntimeError(f"workers not ready after {cfg.ready_timeout_s}s; logs in {workdir}")
         actions.start()
         labels, published = _publish(s, cfg, console, log)
@@ -124,7 +124,7 @@ def _run(s: Settings, cfg: DemoConfig, console: Console, workdir: Path) -> dict[
     return summary
 
 
-def _ready(metrics_dir: Path, n: int, workers: list[Any]) -> bool:
+def workers_ready(metrics_dir: Path, n: int, workers: list[Any]) -> bool:
     for proc in workers:
         if proc.poll() is not None:
             raise RuntimeError(f"a worker exited during start-up (code {proc.returncode})")
