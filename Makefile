@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,traffic]"
+	$(BIN)/pip install -q -e ".[dev,traffic,bench]"
 	touch $(STAMP)
 
 ## setup: the virtualenv with every dependency, and the Kafka jars for the embedded broker

@@ -1,0 +1,1 @@
+"""The benchmark harness (`agentstream bench`) and the capacity planner (`agentstream plan`)."""

@@ -199,9 +199,11 @@ def _print_json(summary: dict, as_json: bool) -> None:
 
 def _register_command_groups() -> None:
     """Commands that live with their subsystems: replay/snapshot/reset, bench/plan."""
+    from perf.cli import register as register_perf
     from streams.replay.cli import register as register_replay
 
     register_replay(app)
+    register_perf(app)
 
 
 _register_command_groups()
