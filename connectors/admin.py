@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from streams.settings import Settings
 
@@ -41,6 +48,20 @@ def ensure_topics(
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"could not create topic {topic}: {exc}") from exc
+
+
+def set_topic_config(settings: Settings, topic: str, config: dict[str, str]) -> None:
+    """Set topic configs on an existing topic (incremental: other settings stay as they are)."""
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()
+        ],
+    )
+    admin = admin_client(settings)  # referenced until the futures resolve
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, tuple[int, int]]:

@@ -20,7 +20,7 @@ from streams.agents import fastlane
 from streams.agents.cache import TableCache, register_invalidation
 from streams.agents.outbox import Outbox
 from streams.agents.views import PartitionSum
-from streams.codecs import dumps, loads
+from streams.codecs import DLQ_MAX_RECORD, dumps, loads
 from streams.core.pending import PendingDecisions
 from streams.core.policies import Policy, make_policy
 from streams.core.scenario import Scenario
@@ -33,6 +33,9 @@ BYTES = {"key_type": bytes, "value_type": bytes}  # tables: Faust picks the raw 
 # "memory://" parses to a yarl URL that is falsy, and Faust then silently falls back to the app's
 # default store (RocksDB); a URL with a host is truthy and selects the memory store as intended.
 MEMORY = "memory://local/"
+# A GlobalTable applies its changelog in batches of `recovery_buffer_size` records (default 1000) on
+# the workers that do not write it: a learned row could wait there indefinitely. Apply each record.
+GLOBAL = {"store": MEMORY, "recovery_buffer_size": 1, **BYTES}
 
 
 @dataclass
@@ -70,7 +73,11 @@ class Pipeline:
 
     def outbox(self) -> Outbox:
         exactly_once = self.app.conf.processing_guarantee.value == "exactly_once"
-        return Outbox(partitions=self.settings.partitions, faust_path=exactly_once)
+        return Outbox(
+            partitions=self.settings.partitions,
+            faust_path=exactly_once,
+            first_topics=frozenset({self.names.learning}),
+        )
 
     async def emit(self, out: Outbox) -> None:
         """Write the batch's table changes, then send its records and wait for their acks."""
@@ -101,11 +108,14 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         producer_linger=settings.producer_linger_ms / 1000.0,
-        producer_compression_type=settings.producer_compression,
+        producer_compression_type=None
+        if settings.worker_compression == "none"
+        else settings.worker_compression,
         producer_acks=-1 if settings.producer_acks == "all" else int(settings.producer_acks),
         producer_max_batch_size=settings.producer_max_batch_bytes,
-        producer_max_request_size=4 * settings.producer_max_batch_bytes,
+        producer_max_request_size=max(4 * settings.producer_max_batch_bytes, DLQ_MAX_RECORD),
         stream_buffer_maxsize=4 * settings.batch_size,
+        broker_max_poll_records=settings.batch_size,  # one fetch is one agent batch: bounds its latency
         web_enabled=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -118,7 +128,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     """Create the app with its topics and tables, and register the agents on it."""
     app = create_app(settings)
     names = settings.topics()
-    outcome_stats = app.GlobalTable("outcome_stats", partitions=settings.partitions, store=MEMORY, **BYTES)
+    outcome_stats = app.GlobalTable("outcome_stats", partitions=settings.partitions, **GLOBAL)
     scenario = build_scenario(settings, PartitionSum(outcome_stats, settings.partitions))
     policy = make_policy(
         settings.policy,
@@ -144,7 +154,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         dlq=topic(names.dlq),
         entities=app.Table("entities", partitions=settings.partitions, **BYTES),
         pending=app.Table("pending", partitions=settings.partitions, **BYTES),
-        decisions=app.GlobalTable("decisions", partitions=settings.partitions, store=MEMORY, **BYTES),
+        decisions=app.GlobalTable("decisions", partitions=settings.partitions, **GLOBAL),
         outcome_stats=outcome_stats,
     )
     from streams.agents import register_agents
@@ -163,9 +173,10 @@ def declare_topics(p: Pipeline) -> None:
     Faust creates changelogs itself, but a group whose first assignment races with their creation
     was seen to hang ("Ignoring missing topic"); creating them first avoids that race.
     """
-    from connectors.admin import ensure_topics
+    from connectors.admin import ensure_topics, set_topic_config
 
     ensure_topics(p.settings, p.names.all())
+    set_topic_config(p.settings, p.names.dlq, {"max.message.bytes": str(DLQ_MAX_RECORD)})  # see codecs
     changelogs = [
         t.changelog_topic.get_topic_name() for t in (p.entities, p.pending, p.decisions, p.outcome_stats)
     ]

@@ -21,6 +21,23 @@ DLQ_PARTITION = "dlq.source.partition"
 DLQ_OFFSET = "dlq.source.offset"
 
 
+# A DLQ record must always fit (a record the broker refuses would stop the worker on every restart:
+# a poison pill). Its JSON holds the payload as latin-1 text, up to 6 bytes per byte ("\u0000"), so
+# payloads are kept up to DLQ_MAX_PAYLOAD bytes and the DLQ topic and producers allow DLQ_MAX_RECORD.
+DLQ_MAX_PAYLOAD = 2 << 20
+DLQ_MAX_REASON = 500
+DLQ_MAX_RECORD = 6 * DLQ_MAX_PAYLOAD + (1 << 20)
+
+
+def dlq_bounded(payload: bytes, reason: str) -> tuple[bytes, str]:
+    """The payload and reason a DLQ record can carry: beyond DLQ_MAX_PAYLOAD the payload is cut and the
+    reason says so (the source topic/partition/offset still lead to the original)."""
+    reason = reason[:DLQ_MAX_REASON]
+    if len(payload) <= DLQ_MAX_PAYLOAD:
+        return payload, reason
+    return payload[:DLQ_MAX_PAYLOAD], f"{reason} [payload cut to {DLQ_MAX_PAYLOAD} of {len(payload)} bytes]"
+
+
 def dlq_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
     """Headers that let an operator find and replay the original record."""
     return [

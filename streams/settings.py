@@ -69,7 +69,10 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.02
     producer_linger_ms: int = 5
-    producer_compression: str = "lz4"
+    producer_compression: str = "lz4"  # librdkafka clients (publishers): compression runs in C threads
+    # The worker's aiokafka producer compresses on the event loop: lz4 there cost 36% of a worker's
+    # CPU in the profile (perf/RESULTS.md). Uncompressed on a LAN; set lz4 where bandwidth is dear.
+    worker_compression: str = "none"
     producer_acks: str = "all"
     producer_max_batch_bytes: int = 1_048_576
 

@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+from pathlib import Path
 
 from streams.settings import Settings
+
+CLEAN_MARKER = "clean-shutdown"
+log = logging.getLogger(__name__)
+
+
+def trust_local_tables(tabledir: Path) -> None:
+    """Keep the RocksDB tables only if the last run ended cleanly; then arm the next check.
+
+    A batch's table writes go into RocksDB before the broker acknowledged their changelog records,
+    so after a crash RocksDB can hold changes its changelog never got; a restart on it would not
+    apply them again (the offsets say they are applied) and a later restore elsewhere would lack
+    them. After an unclean end the tables are dropped and restored from their changelogs.
+    """
+    marker = tabledir.parent / CLEAN_MARKER
+    if tabledir.exists() and any(tabledir.iterdir()) and not marker.exists():
+        log.warning("the last run did not stop cleanly: restoring the tables from their changelogs")
+        shutil.rmtree(tabledir)
+    marker.unlink(missing_ok=True)
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
@@ -21,7 +41,14 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from streams.app import build_pipeline, declare_topics
 
     pipeline = build_pipeline(settings)
+    tabledir = Path(pipeline.app.conf.tabledir)
+    trust_local_tables(tabledir)
     declare_topics(pipeline)
     logging.getLogger("faust").setLevel(loglevel.upper())
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):  # stopped by a signal: committed, flushed, RocksDB closed
+            (tabledir.parent / CLEAN_MARKER).touch()
+        raise

@@ -91,6 +91,8 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
 
     async def loop(stream: Any) -> None:
         async for messages in stream:
+            if not fastlane.take(app, messages):
+                continue
             await emit_or_die(p, agent.run(messages))
             fastlane.ack_all(app, messages)
 

@@ -20,12 +20,15 @@ Bookkeeping that keeps at-least-once intact:
 from __future__ import annotations
 
 import asyncio
+import logging
 import types
 from collections.abc import Mapping
 from typing import Any
 
 import faust
 from faust.types import Message
+
+log = logging.getLogger(__name__)
 
 
 def install(app: faust.App, lanes: Mapping[str, faust.ChannelT]) -> None:
@@ -43,7 +46,6 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
-        track = self._unacked_messages.add
         while not (consumer_should_stop() or fetcher_should_stop()):
             batches: dict[str, list[Message]] = {}
             await asyncio.sleep(0)
@@ -58,7 +60,6 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                     await self._add_gap(tp, r_offset + 1, offset)  # compacted or transactional gap
                 batch = batches.get(tp.topic) if tp.topic in lanes else None
                 if tp.topic in lanes:
-                    track(message)
                     if batch is None:
                         batches[tp.topic] = [message]
                     else:
@@ -67,9 +68,45 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                     await self.wait_first(callback(message), self.suspend_flow.wait())
                 set_read_offset(tp, offset)
             for topic, messages in batches.items():
-                await lanes[topic].put(messages)
+                if not await _hand_over(self, lanes[topic], messages):
+                    break  # the flow stopped: these records are fetched again from the committed offsets
 
     return _drain_messages
+
+
+async def _hand_over(consumer: Any, lane: faust.ChannelT, messages: list[Message]) -> bool:
+    """Put a batch into its lane; False if the consumer's flow stops first (rebalance, shutdown).
+
+    A bare `await put` on a full lane can hang for good: at a rebalance Faust clears the queues
+    without waking a blocked putter, so the agent waits on an empty queue and the drain loop on a
+    full one, and the revocation waits for both.
+    """
+    if not any(s.queue.full() for s in lane._subscribers):  # type: ignore[attr-defined]
+        await lane.put(messages)  # there is room: no wait
+        return True
+    put = asyncio.ensure_future(lane.put(messages))
+    stopped = asyncio.ensure_future(consumer.suspend_flow.wait())
+    await asyncio.wait((put, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if put.done():
+        return True
+    put.cancel()
+    return False
+
+
+def take(app: faust.App, messages: list[Message]) -> bool:
+    """Start a batch: track its messages as in progress (as Faust's stream does for each event it
+    takes), so a rebalance or shutdown waits until they are acked. A batch fetched before a
+    rebalance, or taken while one runs, is dropped: its partitions may be another worker's now, and
+    the records are fetched again from the committed offsets."""
+    if not app.flow_control.is_active() or messages[0].generation_id != app.consumer_generation_id:
+        log.info("dropped a batch of %d records fetched before a rebalance (generation %s, now %s)",
+                 len(messages), messages[0].generation_id, app.consumer_generation_id)  # fmt: skip
+        return False
+    track = app.consumer._unacked_messages.add
+    for message in messages:
+        track(message)
+    return True
 
 
 def ack_all(app: faust.App, messages: list[Message]) -> None:

@@ -26,12 +26,20 @@ if TYPE_CHECKING:
 NO_KEY = "feedback record without a key (expected the entity id)"
 
 
-def emit_transition(p: Pipeline, out: Outbox, stored: dict[str, Any], outcome: Any, event: EventT) -> None:
-    """Judge a stored decision by its outcome; send the transition to the state key's learner."""
+def emit_transition(
+    p: Pipeline, out: Outbox, stored: dict[str, Any], outcome: Any, event: EventT, origin: bool = True
+) -> None:
+    """Judge a stored decision by its outcome; send the transition to the state key's learner.
+
+    `origin`: the transition names the record being handled, which judges one decision at most
+    (not so an expiry, which can judge several: those are told apart by decision id only)."""
     record_outcome = getattr(p.scenario, "record_outcome", None)
     if record_outcome is not None:
         record_outcome(PartitionSlice(p.outcome_stats, event, out), outcome)
     transition = judge(p.scenario, Decision.from_dict(stored), outcome)
+    if origin:
+        msg = event.message
+        transition.origin, transition.origin_offset = f"{msg.topic}:{msg.partition}", msg.offset
     out.add(p.learning, transition.state_key.encode(), dumps(transition.to_dict()), event)
 
 

@@ -27,7 +27,7 @@ from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from connectors.partitioning import partition_for
-from streams.codecs import dlq_headers, dlq_value
+from streams.codecs import dlq_bounded, dlq_headers, dlq_value
 from streams.metrics import Metrics
 
 Record = tuple[
@@ -49,6 +49,8 @@ class Outbox:
     records: list[Record] = field(default_factory=list)
     faust_topics: dict[str, faust.TopicT] = field(default_factory=dict)
     changelog_of: dict[str, Any] = field(default_factory=dict)  # changelog topic -> RocksDB store
+    first_topics: frozenset[str] = frozenset()  # sent before the table changes (see _send_batches)
+    changelogs: set[str] = field(default_factory=set)
 
     def add(
         self, topic: faust.TopicT, key: bytes | None, value: bytes, event: EventT, headers: Any = None
@@ -63,6 +65,7 @@ class Outbox:
         """Bad input goes to the DLQ with its original bytes and where it came from."""
         msg = event.message
         payload = msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b"")
+        payload, reason = dlq_bounded(payload, reason)
         headers = dlq_headers(reason, msg.topic, msg.partition, msg.offset)
         value = dlq_value(payload, reason, msg.topic, msg.partition, msg.offset)
         self.add(dlq, msg.key, value, event, headers)
@@ -80,6 +83,7 @@ class Outbox:
             self.changelog_of[table.changelog_topic_name] = store
         else:  # memory store
             store.data[key] = value
+        self.changelogs.add(table.changelog_topic_name)
         self.records.append((table.changelog_topic_name, event.message.partition, key, value, None, event))
 
     async def flush(self, producer: Any) -> None:
@@ -100,13 +104,26 @@ class Outbox:
         await asyncio.gather(*futures)
 
     async def _send_batches(self, producer: Any) -> None:
-        groups: dict[tuple[str, int], list[Record]] = {}
+        """In waves, each acknowledged before the next: `first_topics` (transitions: the learner
+        applies one at most once, so one sent again is harmless), then the table changes, then the
+        rest (actions, dead letters). A crash between topics then never leaves an action whose
+        decision is not in the changelog, nor a decision marked judged whose transition is lost."""
+        waves: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
+        first, tables = self.first_topics, self.changelogs
         for record in self.records:
+            waves[0 if record[0] in first else 1 if record[0] in tables else 2].append(record)
+        for wave in waves:
+            if wave:
+                await self._send_wave(producer, wave)
+
+    async def _send_wave(self, producer: Any, records: list[Record]) -> None:
+        groups: dict[tuple[str, int], list[Record]] = {}
+        for record in records:
             groups.setdefault((record[0], record[1]), []).append(record)
         sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
-        for (name, partition), records in groups.items():
+        for (name, partition), group in groups.items():
             batch, count = producer.create_batch(), 0
-            for _, _, key, value, headers, _ in records:
+            for _, _, key, value, headers, _ in group:
                 if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
                     sent.append(
                         (name, partition, count, await producer.send_batch(batch, name, partition=partition))

@@ -9,13 +9,20 @@ from streams.core.table import Row
 def already_applied(row: Row, t: Transition, source: str | None = None, offset: int | None = None) -> bool:
     """True if this transition is already in the row.
 
-    Two checks because there are two ways to see a transition twice: a replay of the learning
-    topic after a crash (caught by the per-partition offset) and the same decision judged again
-    upstream, e.g. re-emitted by the join under at-least-once (caught by the decision id).
+    Three checks because there are three ways to see a transition twice: a replay of the learning
+    topic after a crash (caught by the per-partition offset); the same input record judged again
+    after a crash upstream (its transition was sent, its "joined" mark was not): a row receives the
+    transitions judged by one input partition in that partition's order, so one whose origin offset
+    is not past the last applied is a repeat; and the same decision judged again from another
+    record (caught by the recent decision ids).
     """
     if source is not None and offset is not None:
         last = row.applied.get(source)
         if last is not None and offset <= last:
+            return True
+    if t.origin is not None:
+        last = row.origins.get(t.origin)
+        if last is not None and t.origin_offset <= last:
             return True
     return row.seen(t.decision_id)
 
@@ -62,6 +69,8 @@ def apply(
     row.remember(t.decision_id)
     if source is not None and offset is not None:
         row.applied[source] = offset
+    if t.origin is not None:
+        row.origins[t.origin] = t.origin_offset
     return True
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 RECENT_JOINED = 64
+MAX_DONE = 16
 
 
 MAX_EARLY = 256
@@ -36,6 +37,10 @@ class PendingDecisions:
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     early: dict[str, tuple[str, float]] = field(default_factory=dict)  # decision id -> (outcome, wall ts)
+    # Judged decisions, kept until their action is surely in Kafka (see `prune_done`): a crash can
+    # leave a decision in the changelog, joined, without its action, and its event's redelivery
+    # must then find it to emit the same action again.
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
     _encoded: dict[str, orjson.Fragment] = field(default_factory=dict, repr=False, compare=False)
     _oldest: float = field(default=float("inf"), repr=False, compare=False)
 
@@ -45,12 +50,28 @@ class PendingDecisions:
         self._encoded[decision_id] = orjson.Fragment(orjson.dumps(decision))
         self._oldest = min(self._oldest, decision["event_ts"])
 
+    def stored(self, decision_id: str) -> dict[str, Any] | None:
+        """The decision as made, while it waits for its outcome or was judged recently."""
+        return self.open.get(decision_id) or self.done.get(decision_id)
+
+    def keep(self, decision: dict[str, Any]) -> None:
+        """Keep a judged decision for its event's possible redelivery (at most MAX_DONE)."""
+        self.done[decision["decision_id"]] = decision
+        if len(self.done) > MAX_DONE:
+            del self.done[next(iter(self.done))]
+
+    def prune_done(self, before_offset: int) -> None:
+        """Forget judged decisions of events before `before_offset` (the first offset of the batch
+        being decided in their partition): those events were committed or their batch flushed."""
+        self.done = {k: d for k, d in self.done.items() if d.get("offset", -1) >= before_offset}
+
     def join(self, decision_id: str, outcome: str, now: float) -> tuple[JoinStatus, dict[str, Any] | None]:
         """Match an outcome (its raw JSON text) with its decision, or park it until the decision."""
         decision = self.open.pop(decision_id, None)
         if decision is not None:
             self._encoded.pop(decision_id, None)
             self._remember(decision_id)
+            self.keep(decision)
             return JoinStatus.JOINED, decision
         if decision_id in self.joined or decision_id in self.early:
             return JoinStatus.DUPLICATE, None
@@ -99,14 +120,14 @@ class PendingDecisions:
             del self.joined[: len(self.joined) - RECENT_JOINED]
 
     def __bool__(self) -> bool:
-        return bool(self.open or self.joined or self.early)
+        return bool(self.open or self.joined or self.early or self.done)
 
     def to_bytes(self) -> bytes:
         encoded = self._encoded
         for decision_id, decision in self.open.items():  # decoded from bytes: encode once
             if decision_id not in encoded:
                 encoded[decision_id] = orjson.Fragment(orjson.dumps(decision))
-        return orjson.dumps({"o": encoded, "j": self.joined, "e": self.early})
+        return orjson.dumps({"o": encoded, "j": self.joined, "e": self.early, "d": self.done})
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> PendingDecisions:
@@ -115,4 +136,4 @@ class PendingDecisions:
         data = orjson.loads(raw)
         early = {k: (v[0], v[1]) for k, v in data["e"].items()}
         oldest = min((d["event_ts"] for d in data["o"].values()), default=float("inf"))
-        return cls(open=data["o"], joined=data["j"], early=early, _oldest=oldest)
+        return cls(open=data["o"], joined=data["j"], early=early, done=data.get("d") or {}, _oldest=oldest)

@@ -80,7 +80,12 @@ class Decision:
 
 @dataclass(slots=True)
 class Transition:
-    """A decision judged by its outcome: the unit the learner applies to one table row."""
+    """A decision judged by its outcome: the unit the learner applies to one table row.
+
+    `origin` ("<topic>:<partition>") and `origin_offset` name the input record whose handling
+    judged it (the label, or the event that met an early label): the learner's replay-safe check
+    (see learning.already_applied).
+    """
 
     decision_id: str
     state_key: str
@@ -89,9 +94,11 @@ class Transition:
     reward: float
     next_state_key: str | None = None
     event_ts: float = 0.0
+    origin: str | None = None
+    origin_offset: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "decision_id": self.decision_id,
             "state_key": self.state_key,
             "action": self.action,
@@ -100,6 +107,10 @@ class Transition:
             "next_state_key": self.next_state_key,
             "event_ts": self.event_ts,
         }
+        if self.origin is not None:
+            d["origin"] = self.origin
+            d["origin_offset"] = self.origin_offset
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Transition:
@@ -111,6 +122,8 @@ class Transition:
             reward=float(d["reward"]),
             next_state_key=d.get("next_state_key"),
             event_ts=float(d.get("event_ts") or 0.0),
+            origin=d.get("origin"),
+            origin_offset=int(d.get("origin_offset", -1)),
         )
 
 

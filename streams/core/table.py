@@ -25,6 +25,7 @@ class Row:
     version: int = 0
     applied: dict[str, int] = field(default_factory=dict)
     recent_ids: list[str] = field(default_factory=list)
+    origins: dict[str, int] = field(default_factory=dict)  # input partition -> last judging offset
     _seen: set[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +64,7 @@ class Row:
             "v": self.version,
             "a": self.applied,
             "r": self.recent_ids,
+            "g": self.origins,
         }
 
     @classmethod
@@ -75,4 +77,5 @@ class Row:
             version=int(d.get("v", 0)),
             applied={str(k): int(v) for k, v in (d.get("a") or {}).items()},
             recent_ids=[str(x) for x in d.get("r") or ()],
+            origins={str(k): int(v) for k, v in (d.get("g") or {}).items()},
         )

@@ -142,6 +142,11 @@ def _decode_object(raw: bytes, fields: tuple[str, ...], field_set: frozenset[str
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if raw[:1] == b"\x00" and len(raw) >= 5:  # say what it is: the usual mix-up, not random bytes
+            schema_id = int.from_bytes(raw[1:5], "big")
+            raise InvalidEvent(
+                f"Confluent Avro wire format (schema id {schema_id}) where JSON is expected"
+            ) from None
         raise InvalidEvent(f"invalid JSON: {exc}") from None
     if type(d) is not dict:
         raise InvalidEvent(f"not a JSON object (got {_json_type(d)})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
@@ -12,35 +11,11 @@ from hypothesis import strategies as st
 
 from streams.core.scenario import InvalidEvent
 from streams.scenarios.risk import MAX_PAYLOAD_BYTES, Label, RiskScenario, Transaction
+from tests.data.bad_records import BAD_EVENTS, BAD_LABELS, GOOD_LABEL, GOOD_TX, NOW, BadRecord, tx
 
-NOW = 1_704_067_200.0  # 2024-01-01T00:00:00Z
-
-GOOD_TX: dict[str, Any] = {
-    "transaction_id": "t1",
-    "account_id": "A0000001",
-    "terminal_id": "T000001",
-    "amount": 42.5,
-    "currency": "USD",
-    "merchant_category": "5411",
-    "country": "US",
-    "channel": "pos",
-    "event_ts": NOW,
-}
-GOOD_LABEL: dict[str, Any] = {
-    "transaction_id": "t1",
-    "account_id": "A0000001",
-    "terminal_id": "T000001",
-    "is_fraud": True,
-    "label_ts": NOW + 60,
-}
-
-
-def tx(**changes: Any) -> bytes:
-    return orjson.dumps(GOOD_TX | changes)
-
-
-def without(record: dict[str, Any], *names: str) -> bytes:
-    return orjson.dumps({k: v for k, v in record.items() if k not in names})
+# Unit-only kinds: a Kafka record value is bytes or null, never a str.
+NOT_BYTES = [BadRecord("str payload", "a str payload", "payload must be bytes")]  # type: ignore[arg-type]
+BAD_TX = [r for r in BAD_EVENTS if not r.key_only] + NOT_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -90,79 +65,20 @@ def test_field_order_does_not_matter(scenario: RiskScenario) -> None:
     assert scenario.parse(orjson.dumps(reordered)).to_dict() == GOOD_TX
 
 
-# --- bad records: each must give InvalidEvent with a precise reason ---------------------------
-
-BAD_RECORDS: list[tuple[str, Any, str]] = [
-    ("invalid utf-8", b'{"transaction_id": "\xff\xfe"}', "invalid JSON"),
-    ("invalid utf-8 raw", b"\xc3\x28", "invalid JSON"),
-    ("truncated", tx()[:-7], "invalid JSON"),
-    ("empty payload", b"", "invalid JSON"),
-    ("whitespace payload", b"   ", "invalid JSON"),
-    ("trailing garbage", tx() + b"x", "invalid JSON"),
-    ("NaN literal", tx().replace(b"42.5", b"NaN"), "invalid JSON"),
-    ("Infinity literal", tx().replace(b"42.5", b"Infinity"), "invalid JSON"),
-    ("overflowing number", tx().replace(b"42.5", b"1e400"), "invalid JSON"),
-    ("python json NaN", json.dumps(GOOD_TX | {"amount": float("nan")}).encode(), "invalid JSON"),
-    ("deep nesting", b"[" * 5000 + b"]" * 5000, "invalid JSON"),
-    ("1 MiB payload", tx(transaction_id="x" * (1 << 20)), "exceeds 65536"),
-    ("array", b"[1, 2, 3]", "not a JSON object"),
-    ("string", b'"hello"', "not a JSON object"),
-    ("number", b"42", "not a JSON object"),
-    ("null", b"null", "not a JSON object"),
-    ("missing amount", without(GOOD_TX, "amount"), "missing field amount"),
-    ("missing two", without(GOOD_TX, "amount", "channel"), "missing fields amount, channel"),
-    ("empty object", b"{}", "missing fields transaction_id"),
-    ("extra fields", tx(b=1, a=2), "unexpected fields: a, b"),
-    ("null amount", tx(amount=None), "amount must be a number, got null"),
-    ("string amount", tx(amount="42.5"), "amount must be a number, got string"),
-    ("bool amount", tx(amount=True), "amount must be a number, got boolean"),
-    ("nested amount", tx(amount={"value": 1}), "amount must be a number, got object"),
-    ("array amount", tx(amount=[1]), "amount must be a number, got array"),
-    ("zero amount", tx(amount=0), "amount must be a positive finite number"),
-    ("negative amount", tx(amount=-5.0), "amount must be a positive finite number"),
-    ("negative zero amount", tx(amount=-0.0), "amount must be a positive finite number"),
-    ("absurd amount", tx(amount=1e12), "exceeds the 1000000 limit"),
-    ("just above limit", tx(amount=1_000_000.01), "exceeds the 1000000 limit"),
-    ("unknown channel", tx(channel="x"), "unknown channel 'x'"),
-    ("upper-case channel", tx(channel="POS"), "unknown channel 'POS'"),
-    ("numeric channel", tx(channel=1), "unknown channel 1"),
-    ("lower-case currency", tx(currency="usd"), "currency must be 3 upper-case letters"),
-    ("long currency", tx(currency="USDX"), "currency must be 3 upper-case letters"),
-    ("non-ascii currency", tx(currency="ÜSD"), "currency must be 3 upper-case letters"),
-    ("numeric currency", tx(currency=840), "currency must be a string, got number"),
-    ("short mcc", tx(merchant_category="541"), "merchant_category must be 4 digits"),
-    ("alpha mcc", tx(merchant_category="54a1"), "merchant_category must be 4 digits"),
-    ("integer mcc", tx(merchant_category=5411), "merchant_category must be a string"),
-    ("fullwidth mcc", tx(merchant_category="\uff15\uff14\uff11\uff11"), "must be 4 digits"),
-    ("bad country", tx(country="USA"), "country must be 2 upper-case letters"),
-    ("empty account", tx(account_id=""), "empty account_id"),
-    ("blank account", tx(account_id="   "), "empty account_id"),
-    ("null account", tx(account_id=None), "account_id must be a string, got null"),
-    ("numeric account", tx(account_id=12), "account_id must be a string, got number"),
-    ("long terminal", tx(terminal_id="T" * 65), "terminal_id longer than 64"),
-    ("empty transaction id", tx(transaction_id=""), "empty transaction_id"),
-    ("negative ts", tx(event_ts=-1.0), "before 2000-01-01"),
-    ("1999 ts", tx(event_ts=946_684_799.0), "before 2000-01-01"),
-    ("milliseconds ts", tx(event_ts=1_704_067_200_000), "after 2100-01-01"),
-    ("string ts", tx(event_ts="2024-01-01T00:00:00Z"), "event_ts must be a number, got string"),
-    ("bool ts", tx(event_ts=False), "event_ts must be a number, got boolean"),
-    ("not bytes", "a str payload", "payload must be bytes"),
-    ("None payload", None, "payload must be bytes"),
-]
+# --- bad records (tests/data/bad_records.py): each must give InvalidEvent with a precise reason ----
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason"), [(r, why) for _, r, why in BAD_RECORDS], ids=[n for n, _, _ in BAD_RECORDS]
-)
-def test_bad_record_is_invalid_event_with_reason(scenario: RiskScenario, raw: Any, reason: str) -> None:
+@pytest.mark.parametrize("bad", BAD_TX, ids=[r.name for r in BAD_TX])
+def test_bad_record_is_invalid_event_with_reason(scenario: RiskScenario, bad: BadRecord) -> None:
     with pytest.raises(InvalidEvent) as info:
-        scenario.parse(raw)
-    assert reason in info.value.reason
+        scenario.parse(bad.value)
+    assert bad.reason in info.value.reason
     assert len(info.value.reason) < 300  # bounded: reasons go into DLQ headers
 
 
-def test_table_covers_at_least_thirty_kinds() -> None:
-    assert len(BAD_RECORDS) >= 30
+def test_corpus_covers_at_least_fifty_kinds() -> None:
+    assert len(BAD_TX) >= 50
+    assert len({r.name for r in BAD_EVENTS + BAD_LABELS}) == len(BAD_EVENTS) + len(BAD_LABELS)
 
 
 def test_reasons_quote_untrusted_input_bounded(scenario: RiskScenario) -> None:
@@ -211,25 +127,14 @@ def test_good_label_parses(scenario: RiskScenario) -> None:
     assert label.to_dict() == GOOD_LABEL
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"{", "invalid JSON"),
-        (b"[]", "not a JSON object"),
-        (without(GOOD_LABEL, "is_fraud"), "missing field is_fraud"),
-        (orjson.dumps(GOOD_LABEL | {"is_fraud": 1}), "is_fraud must be a boolean, got number"),
-        (orjson.dumps(GOOD_LABEL | {"is_fraud": "true"}), "is_fraud must be a boolean, got string"),
-        (orjson.dumps(GOOD_LABEL | {"label_ts": None}), "label_ts must be a number, got null"),
-        (orjson.dumps(GOOD_LABEL | {"label_ts": 5.0}), "before 2000-01-01"),
-        (orjson.dumps(GOOD_LABEL | {"terminal_id": ""}), "empty terminal_id"),
-        (orjson.dumps(GOOD_LABEL | {"amount": 1.0}), "unexpected fields: amount"),
-        (b" " * (MAX_PAYLOAD_BYTES + 1), "exceeds"),
-    ],
-)
-def test_bad_label_is_invalid_event(scenario: RiskScenario, raw: bytes, reason: str) -> None:
+BAD_LABEL_PAYLOADS = [r for r in BAD_LABELS if not r.key_only]
+
+
+@pytest.mark.parametrize("bad", BAD_LABEL_PAYLOADS, ids=[r.name for r in BAD_LABEL_PAYLOADS])
+def test_bad_label_is_invalid_event(scenario: RiskScenario, bad: BadRecord) -> None:
     with pytest.raises(InvalidEvent) as info:
-        scenario.parse_outcome(raw)
-    assert reason in info.value.reason
+        scenario.parse_outcome(bad.value)
+    assert bad.reason in info.value.reason
 
 
 # --- fuzzing: only InvalidEvent or a valid result, never another exception ---------------------
