@@ -26,6 +26,7 @@ from streams.settings import Settings, load_settings
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 LOG4J = Path(__file__).resolve().parent / "kafka" / "log4j2.properties"
+SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 class BrokerError(RuntimeError):
@@ -75,6 +76,7 @@ class Node:
     controller_port: int
     log_dir: Path
     process: subprocess.Popen[bytes] | None = None
+    internal_port: int = 0  # the brokers' own listener when clients use SASL
 
     @property
     def address(self) -> str:
@@ -118,7 +120,8 @@ class EmbeddedKafka:
             self.workdir = Path(tempfile.mkdtemp(prefix="agentstream-kafka-"))
             self._owns_workdir = True
         self.nodes = [
-            Node(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}") for i in range(self.brokers)
+            Node(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}", None, free_port())
+            for i in range(self.brokers)
         ]
         cluster_id = uuid.uuid4().bytes
         cluster_id_b64 = _kafka_uuid(cluster_id)
@@ -207,11 +210,8 @@ class EmbeddedKafka:
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
                 f"controller.quorum.voters={voters}",
-                f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+                *self._listeners(node),
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 f"log.dirs={node.log_dir / 'data'}",
                 f"num.partitions={self.settings.partitions}",
                 f"default.replication.factor={replication}",
@@ -230,13 +230,58 @@ class EmbeddedKafka:
             ]
         )
 
+    @property
+    def sasl(self) -> bool:
+        return self.settings.security_protocol.upper() == "SASL_PLAINTEXT"
+
+    def _listeners(self, node: Node) -> list[str]:
+        """Loopback only. With SASL_PLAINTEXT settings the clients' listener requires SASL (the
+        settings' user, by PLAIN or SCRAM) and the brokers talk over their own loopback listener.
+
+        For tests and local runs: the user's password is written into the node's properties file.
+        """
+        control = f"CONTROLLER://127.0.0.1:{node.controller_port}"
+        if not self.sasl:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},{control}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        user, password = self.settings.sasl_username, self.settings.sasl_password
+        sasl, internal = (
+            f"SASL_PLAINTEXT://127.0.0.1:{node.port}",
+            f"INTERNAL://127.0.0.1:{node.internal_port}",
+        )
+        prefix = "listener.name.sasl_plaintext"
+        return [
+            f"listeners={sasl},{internal},{control}",
+            f"advertised.listeners={sasl},{internal}",
+            "inter.broker.listener.name=INTERNAL",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            f"{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f'required user_{user}="{password}";',
+            *(
+                f"{prefix}.{m}.sasl.jaas.config={SCRAM_MODULE} required;"
+                for m in ("scram-sha-256", "scram-sha-512")
+            ),
+        ]
+
     def _format(self, lib: Path, node: Node, cluster_id: str) -> subprocess.Popen[bytes]:
         node.log_dir.mkdir(parents=True, exist_ok=True)
         props = node.log_dir / "server.properties"
         props.write_text(self._properties(node))
+        props.chmod(0o600)
         cmd = [*self._java(lib, node, heap_mb=128), "kafka.tools.StorageTool", "format",
                f"--cluster-id={cluster_id}",
                "-c", str(props), "--ignore-formatted"]  # fmt: skip
+        s = self.settings
+        if self.sasl and s.sasl_mechanism.upper().startswith("SCRAM"):  # SCRAM users live in the metadata log
+            cmd += [
+                "--add-scram",
+                f"{s.sasl_mechanism.upper()}=[name={s.sasl_username},password={s.sasl_password}]",
+            ]
         return subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
