@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
@@ -81,3 +81,35 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, tuple[int, int]]:
 def record_count(settings: Settings, topic: str) -> int:
     """Records in a topic (high - low watermark summed); exact for topics without transactions."""
     return sum(high - low for low, high in end_offsets(settings, topic).values())
+
+
+def group_lag(
+    settings: Settings,
+    topics: Collection[str],
+    markers: bool = False,
+    group: str | None = None,
+    consumer: Consumer | None = None,
+) -> int:
+    """Records of `topics` not yet committed by a consumer group (default: the app's, `app_id`):
+    end offset minus committed offset (or the low watermark when nothing is committed), summed over
+    the `settings.partitions` partitions of each topic. It never joins the group.
+
+    With `markers` (exactly-once: the topic is written in transactions) a partition whose committed
+    offset is one short of its end counts as drained: that last offset is a commit marker. A caller
+    that asks often can pass its own `consumer` (configured with the group's `group.id`).
+    """
+    own = consumer is None
+    if consumer is None:
+        conf = {"group.id": group or settings.app_id, "log_level": 3}
+        consumer = Consumer(settings.confluent_config(**conf))
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        lag = 0
+        for tp in consumer.committed(tps, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            behind = high - max(tp.offset, low)
+            lag += 0 if markers and behind == 1 and tp.offset > 0 else behind
+        return lag
+    finally:
+        if own:
+            consumer.close()

@@ -126,7 +126,7 @@ def ours_deployment(
     ensure_topics(s, s.topics().all())
     procs = start_ours(s, workers)
     try:
-        if not wait_for(lambda: _ready(s, procs), ready_timeout_s, 0.25):
+        if not wait_for(lambda: workers_ready(s, procs), ready_timeout_s, 0.25):
             raise RuntimeError(
                 f"ours: {workers} worker(s) not ready in {ready_timeout_s}s; logs in {workdir}"
             )
@@ -135,7 +135,9 @@ def ours_deployment(
         stop_all(procs)
 
 
-def _ready(s: Settings, procs: list[Popen[bytes]]) -> bool:
+def workers_ready(s: Settings, procs: list[Popen[bytes]]) -> bool:
+    """Every process of `procs` reported ready (partitions assigned, tables recovered); raises if one
+    exited."""
     for proc in procs:
         if proc.poll() is not None:
             raise RuntimeError(f"an ours worker exited during start-up (code {proc.returncode})")

@@ -11,7 +11,10 @@ agents. Poisson arrivals are also what the M/M/1 model the validation compares w
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
@@ -42,26 +45,50 @@ def send_on_schedule(
     settings: Settings, topic: str, events: list[tuple[str, bytes]], schedule: list[float]
 ) -> SendReport:
     """Send events[i] at schedule[i] (or as soon after as possible) with timestamp schedule[i]."""
+    timed = ((due, topic, key, value) for (key, value), due in zip(events, schedule, strict=True))
+    return send_timed(settings, timed)
+
+
+# (scheduled send time in epoch seconds, topic, key, value); the times must not decrease
+Timed = tuple[float, str, str | bytes | None, bytes]
+
+
+def send_timed(
+    settings: Settings,
+    records: Iterable[Timed],
+    halt: threading.Event | None = None,
+    sent: Counter[str] | None = None,
+) -> SendReport:
+    """Send each record at its scheduled time (or as soon after as possible), stamped with that time.
+
+    `records` may be an endless generator: the sender looks one record ahead. `halt` stops it early;
+    `sent` (topic -> records handed to the producer) is updated as it goes, for a live reader.
+    """
     producer = Producer(
         settings.producer_config(partitioner="murmur2_random", log_level=3, **{"linger.ms": SEND_LINGER_MS})
     )
     produce, poll, now = producer.produce, producer.poll, time.time
-    behind, i, n = 0.0, 0, len(events)
+    counts: Counter[str] = Counter() if sent is None else sent
+    behind, n = 0.0, 0
     started = now()
-    while i < n:
+    pending = iter(records)
+    head = next(pending, None)
+    while head is not None and not (halt is not None and halt.is_set()):
         t = now()
-        while i < n and schedule[i] <= t:
-            key, value = events[i]
+        while head is not None and head[0] <= t:
+            due, topic, key, value = head
             try:
-                produce(topic, value=value, key=key, timestamp=int(schedule[i] * 1000))
+                produce(topic, value=value, key=key, timestamp=int(due * 1000))
             except BufferError:
                 poll(0.01)
                 continue
-            behind = max(behind, now() - schedule[i])
-            i += 1
+            behind = max(behind, now() - due)
+            counts[topic] += 1
+            n += 1
+            head = next(pending, None)
         poll(0)
-        if i < n:
-            wait = schedule[i] - now()
+        if head is not None:
+            wait = head[0] - now()
             if wait > 0:
                 time.sleep(min(wait, 0.002))
     producer.flush(60)
