@@ -40,10 +40,12 @@ def spawn(args: list[str], env: dict[str, str], log: Path | None = None) -> subp
             out.close()  # type: ignore[union-attr]
 
 
-def spawn_worker(env_overrides: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    env_overrides: dict[str, str], log: Path | None = None, *args: str
+) -> subprocess.Popen[bytes]:
     """Start `agentstream worker` in a child process with settings passed through the environment."""
     env = {**os.environ, **env_overrides}
-    return spawn([sys.executable, "-m", "streams.cli", "worker"], env, log)
+    return spawn([sys.executable, "-m", "streams.cli", "worker", *args], env, log)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import Message
 
 from streams.agents import fastlane
 from streams.agents.cache import TableCache, register_invalidation
 from streams.agents.outbox import Outbox
+from streams.agents.transactions import commit_batch
 from streams.agents.views import PartitionSum
 from streams.codecs import DLQ_MAX_RECORD, dumps, loads
 from streams.core.pending import PendingDecisions
@@ -71,19 +73,20 @@ class Pipeline:
         self.pendings = TableCache(self.pending, PendingDecisions.from_bytes, PendingDecisions.to_bytes)
         register_invalidation(self.app, self.states, self.pendings)
 
-    def outbox(self) -> Outbox:
-        exactly_once = self.app.conf.processing_guarantee.value == "exactly_once"
-        return Outbox(
-            partitions=self.settings.partitions,
-            faust_path=exactly_once,
-            first_topics=frozenset({self.names.learning}),
-        )
+    @property
+    def exactly_once(self) -> bool:
+        return self.app.conf.processing_guarantee.value == "exactly_once"
 
-    async def emit(self, out: Outbox) -> None:
-        """Write the batch's table changes, then send its records and wait for their acks."""
-        self.states.write_through(out)
-        self.pendings.write_through(out)
-        await out.flush(self.app.producer._producer)
+    def outbox(self) -> Outbox:
+        return Outbox(partitions=self.settings.partitions, first_topics=frozenset({self.names.learning}))
+
+    async def emit(self, out: Outbox, sources: list[Message]) -> None:
+        """Send the batch's records (its table changes included) and wait for their acks; exactly-once:
+        commit them with the offsets after `sources` (transactions.py)."""
+        if self.exactly_once:
+            await commit_batch(self.app, out, sources)
+        else:
+            await out.flush(self.app.producer._producer)
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -125,8 +128,11 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Create the app with its topics and tables, and register the agents on it."""
+    """Create the worker's app with its topics and tables, and register the agents on it."""
     app = create_app(settings)
+    # Faust sets this in Worker.on_start, but the consumer (created below by fastlane.install) reads
+    # `app.in_transaction` when it is made: without it exactly-once would start no transactions.
+    app.in_worker = True
     names = settings.topics()
     outcome_stats = app.GlobalTable("outcome_stats", partitions=settings.partitions, **GLOBAL)
     scenario = build_scenario(settings, PartitionSum(outcome_stats, settings.partitions))

@@ -66,11 +66,15 @@ class BatchAgent:
                 p.metrics.inc("internal_errors")
                 out.dead_letter(p.dlq, event, f"internal error: {exc!r}", p.metrics)
         self.finish(out)
+        # Now, not in the emit task: another agent's batch may run before that task starts, and its
+        # table changes must go out (and be acked) with its own batch.
+        p.states.write_through(out)
+        p.pendings.write_through(out)
         return out
 
 
-async def emit_or_die(p: Pipeline, out: Outbox) -> None:
-    task = asyncio.ensure_future(p.emit(out))
+async def emit_or_die(p: Pipeline, out: Outbox, sources: list[Message]) -> None:
+    task = asyncio.ensure_future(p.emit(out, sources))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -91,9 +95,10 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
 
     async def loop(stream: Any) -> None:
         async for messages in stream:
-            if not fastlane.take(app, messages):
+            messages = fastlane.take(app, messages)
+            if not messages:
                 continue
-            await emit_or_die(p, agent.run(messages))
+            await emit_or_die(p, agent.run(messages), messages)
             fastlane.ack_all(app, messages)
 
     loop.__name__ = name.replace(".", "_")

@@ -11,8 +11,8 @@ agent awaits every acknowledgement before the batch's input offsets are acked. A
 stores remember the changelog offsets they hold, exactly as Faust's own send callback does, so a
 restart with intact RocksDB only reads the changelog tail.
 
-Exactly-once: everything goes through Faust, which puts each send and changelog write into the
-transaction of its source partition.
+Exactly-once: the same records go into the Kafka transaction of their source partition, committed
+with that partition's offsets (transactions.py).
 """
 
 from __future__ import annotations
@@ -45,9 +45,7 @@ class Outbox:
     """The records and table changes of one batch."""
 
     partitions: int
-    faust_path: bool = False  # exactly-once: send and write through Faust
     records: list[Record] = field(default_factory=list)
-    faust_topics: dict[str, faust.TopicT] = field(default_factory=dict)
     changelog_of: dict[str, Any] = field(default_factory=dict)  # changelog topic -> RocksDB store
     first_topics: frozenset[str] = frozenset()  # sent before the table changes (see _send_batches)
     changelogs: set[str] = field(default_factory=set)
@@ -57,7 +55,6 @@ class Outbox:
     ) -> None:
         """A keyed output record; it lands in the key's partition (murmur2, as Faust and Java do)."""
         name = topic.get_topic_name()
-        self.faust_topics[name] = topic
         partition = partition_for(key, self.partitions) if key else event.message.partition
         self.records.append((name, partition, key, value, headers, event))
 
@@ -74,9 +71,6 @@ class Outbox:
     def write(self, table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
         """Set a table key; its changelog record goes to the partition of `event`."""
         bind(event)
-        if self.faust_path:
-            table[key] = value
-            return
         store = table.data
         if hasattr(store, "_dbs"):  # RocksDB: a put into the partition's database
             store._set(key, value)
@@ -89,34 +83,33 @@ class Outbox:
     async def flush(self, producer: Any) -> None:
         """Send everything; returns once the broker has acknowledged every record."""
         if self.records:
-            if self.faust_path:
-                await self._send_via_faust()
-            else:
-                await self._send_batches(producer)
+            self.persist(await self.send(producer, self.records))
         self.records.clear()
 
-    async def _send_via_faust(self) -> None:
-        futures = []
-        for name, partition, key, value, headers, event in self.records:
-            bind(event)
-            futures.append(await self.faust_topics[name].send(key=key, value=value, headers=headers,
-                                                              partition=partition))  # fmt: skip
-        await asyncio.gather(*futures)
+    async def send(self, producer: Any, records: list[Record]) -> list[tuple[Any, TP, int]]:
+        """Send `records` in waves, each acknowledged before the next: `first_topics` (transitions: the
+        learner applies one at most once, so one sent again is harmless), then the table changes, then
+        the rest (actions, dead letters). A crash between topics then never leaves an action whose
+        decision is not in the changelog, nor a decision marked judged whose transition is lost.
 
-    async def _send_batches(self, producer: Any) -> None:
-        """In waves, each acknowledged before the next: `first_topics` (transitions: the learner
-        applies one at most once, so one sent again is harmless), then the table changes, then the
-        rest (actions, dead letters). A crash between topics then never leaves an action whose
-        decision is not in the changelog, nor a decision marked judged whose transition is lost."""
+        Returns the changelog offsets the stores now hold, for `persist`."""
         waves: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
         first, tables = self.first_topics, self.changelogs
-        for record in self.records:
+        for record in records:
             waves[0 if record[0] in first else 1 if record[0] in tables else 2].append(record)
+        persisted: list[tuple[Any, TP, int]] = []
         for wave in waves:
             if wave:
-                await self._send_wave(producer, wave)
+                persisted += await self._send_wave(producer, wave)
+        return persisted
 
-    async def _send_wave(self, producer: Any, records: list[Record]) -> None:
+    def persist(self, persisted: list[tuple[Any, TP, int]]) -> None:
+        """What Faust's changelog send callback records: a restart with intact RocksDB reads only the
+        changelog after these offsets."""
+        for store, tp, offset in persisted:
+            store.set_persisted_offset(tp, offset)
+
+    async def _send_wave(self, producer: Any, records: list[Record]) -> list[tuple[Any, TP, int]]:
         groups: dict[tuple[str, int], list[Record]] = {}
         for record in records:
             groups.setdefault((record[0], record[1]), []).append(record)
@@ -133,7 +126,8 @@ class Outbox:
                 count += 1
             sent.append((name, partition, count, await producer.send_batch(batch, name, partition=partition)))
         results = await asyncio.gather(*(future for *_, future in sent))
-        for (name, partition, count, _), meta in zip(sent, results, strict=True):
-            store = self.changelog_of.get(name)
-            if store is not None:  # what Faust's changelog send callback would have recorded
-                store.set_persisted_offset(TP(name, partition), meta.offset + count - 1)
+        return [
+            (self.changelog_of[name], TP(name, partition), meta.offset + count - 1)
+            for (name, partition, count, _), meta in zip(sent, results, strict=True)
+            if name in self.changelog_of
+        ]
