@@ -53,8 +53,19 @@ def apply(
     """
     if already_applied(row, t, source, offset):
         return False
-    a = action_index
-    reward = t.reward
+    update_values(row, action_index, t.reward, alpha, gamma, next_max)
+    row.version += 1
+    row.remember(t.decision_id)
+    if source is not None and offset is not None:
+        row.applied[source] = offset
+    if t.origin is not None:
+        row.origins[t.origin] = t.origin_offset
+    return True
+
+
+def update_values(row: Row, a: int, reward: float, alpha: float, gamma: float, next_max: float) -> None:
+    """The value update of `apply` alone (no idempotence bookkeeping): the replay's columnar path,
+    which joins each decision exactly once by construction, calls it directly."""
     n = row.n[a] + 1
     row.n[a] = n
     mean = row.mean[a]
@@ -65,13 +76,6 @@ def apply(
     step = max(1.0 / n, alpha)
     q = row.q[a]
     row.q[a] = q + step * (reward + gamma * next_max - q)
-    row.version += 1
-    row.remember(t.decision_id)
-    if source is not None and offset is not None:
-        row.applied[source] = offset
-    if t.origin is not None:
-        row.origins[t.origin] = t.origin_offset
-    return True
 
 
 def next_max_of(row: Row | None) -> float:

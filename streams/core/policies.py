@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from streams.core.scenario import Draw, Observation
 from streams.core.table import Row
 
@@ -58,12 +60,27 @@ class EpsilonGreedy:
         self._greedy_p = 1.0 - self.epsilon + self._explore_p
 
     def choose(self, row: Row | None, obs: Observation, draw: Draw) -> tuple[int, float]:
-        greedy = 0 if row is None else row.best()
-        if draw.uniform() >= self.epsilon:
+        return self.pick(0 if row is None else row.best(), draw.uniform(), draw.uniform)
+
+    def pick(self, greedy: int, u: float, second: float | Callable[[], float]) -> tuple[int, float]:
+        """The choice given the greedy action and the first uniform; `second` is the next uniform (or
+        the draw's `uniform`, so that it is only paid for on the rare exploring branch). The replay's
+        columnar path calls this with uniforms it drew in bulk."""
+        if u >= self.epsilon:
             return greedy, self._greedy_p
-        # The second draw is only paid for on the (rare) exploring branch.
-        action = min(int(draw.uniform() * self.n_actions), self.n_actions - 1)
+        v = second() if callable(second) else second
+        action = min(int(v * self.n_actions), self.n_actions - 1)
         return action, self._greedy_p if action == greedy else self._explore_p
+
+    def pick_columns(
+        self, greedy: np.ndarray, u: np.ndarray, second: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`pick` for columns of events (the replay's columnar path): the same comparisons."""
+        explore = ~(u >= self.epsilon)
+        explored = np.minimum((second * self.n_actions).astype(np.int64), self.n_actions - 1)
+        action = np.where(explore, explored, greedy)
+        prob = np.where(explore & (action != greedy), self._explore_p, self._greedy_p)
+        return action, prob
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ discretises it into a decision-table key, and scores outcomes. Policies and lear
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -182,9 +183,49 @@ class Scenario(Protocol):
     #   no_feedback_outcome(decision) -> outcome                   the outcome of an expired decision
 
 
+STABLE_ID_SIZE = 12
+
+
 def stable_id(*parts: str) -> str:
     """A short stable id: the same inputs give the same id in every process and every replay."""
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=STABLE_ID_SIZE).hexdigest()
+
+
+def stable_ids(prefix: tuple[str, ...], lasts: list[bytes]) -> list[str]:
+    """`stable_id(*prefix, last)` for many UTF-8 encoded `last` parts (the replay's columnar path)."""
+    head = "\x1f".join((*prefix, "")).encode()
+    blake2b = hashlib.blake2b
+    return [blake2b(head + last, digest_size=STABLE_ID_SIZE).hexdigest() for last in lasts]
+
+
+DRAW_DIGEST_SIZE = 64
+DRAW_CHUNK = 7  # bytes per uniform: 56 bits, 9 uniforms per digest
+DRAW_SCALE = float(1 << (8 * DRAW_CHUNK))
+
+
+def draw_digest(seed: str) -> bytes:
+    """The digest a `Draw` takes its first uniforms from (the replay's columnar path hashes in bulk)."""
+    return hashlib.blake2b(seed.encode(), digest_size=DRAW_DIGEST_SIZE).digest()
+
+
+def draw_digests_of_ids(prefix: tuple[str, ...], lasts: list[bytes], salt: bytes = b"") -> bytes:
+    """`draw_digest(stable_id(*prefix, last) + suffix)` for many UTF-8 encoded `last` parts (`salt`:
+    the encoded suffix), concatenated: the digests of the draws seeded by many decision ids.
+
+    The same two hashes, fed incrementally: copies of hashers primed with the common prefix."""
+    primed = hashlib.blake2b("\x1f".join((*prefix, "")).encode(), digest_size=STABLE_ID_SIZE)
+    empty = hashlib.blake2b(digest_size=DRAW_DIGEST_SIZE)
+    copy_id, copy_draw, hexlify = primed.copy, empty.copy, binascii.hexlify
+    out = []
+    for last in lasts:
+        stable = copy_id()
+        stable.update(last)
+        draw = copy_draw()
+        draw.update(hexlify(stable.digest()))  # == stable.hexdigest().encode()
+        if salt:
+            draw.update(salt)
+        out.append(draw.digest())
+    return b"".join(out)
 
 
 class Draw:
@@ -192,22 +233,23 @@ class Draw:
 
     Exploration driven by the decision id makes a re-delivered event get the same action and lets
     a replay reproduce live decisions exactly; a process-wide RNG could do neither.
+    Uniform k is big-endian bytes [7k, 7k+7) of the digest over 2**56 (`DRAW_CHUNK`, `DRAW_SCALE`).
     """
 
     __slots__ = ("_digest", "_i")
 
     def __init__(self, seed: str) -> None:
-        self._digest = hashlib.blake2b(seed.encode(), digest_size=64).digest()
+        self._digest = draw_digest(seed)
         self._i = 0
 
     def uniform(self) -> float:
-        """The next uniform in [0, 1); 8 draws per seed, then the digest is extended."""
-        if self._i + 7 > len(self._digest):
-            self._digest = hashlib.blake2b(self._digest, digest_size=64).digest()
+        """The next uniform in [0, 1); 9 draws per seed, then the digest is extended."""
+        if self._i + DRAW_CHUNK > len(self._digest):
+            self._digest = hashlib.blake2b(self._digest, digest_size=DRAW_DIGEST_SIZE).digest()
             self._i = 0
-        chunk = int.from_bytes(self._digest[self._i : self._i + 7], "big")
-        self._i += 7
-        return chunk / float(1 << 56)
+        chunk = int.from_bytes(self._digest[self._i : self._i + DRAW_CHUNK], "big")
+        self._i += DRAW_CHUNK
+        return chunk / DRAW_SCALE
 
 
 def judge(scenario: Scenario, decision: Decision, outcome: Any) -> Transition:

@@ -182,7 +182,6 @@ def replay(
     scenario: Annotated[str | None, typer.Option(help="risk | traffic (default: settings).")] = None,
 ) -> None:
     """Backtest policies on recorded events and feedback (topics or a JSONL file), or republish a range."""
-    from streams.progress import progress_bar
     from streams.replay.sources import SourceError
 
     kafka_range = any(v is not None for v in (start, end, start_offset, end_offset))
@@ -200,32 +199,23 @@ def replay(
     settings = _settings(scenario=scenario) if input_file is not None else _kafka_settings(scenario=scenario)
     _check_policies(settings, policy or DEFAULT_POLICIES)  # before a long read, not after it
     out = _console(stderr=json_out)
-    try:
-        records, live_decisions = _read_input(
-            settings, input_file, actions_file, live, lo, hi, feedback_grace
-        )
-    except SourceError as exc:
-        raise _fail(str(exc)) from None
-    if not records:
-        raise _fail("nothing to replay: the range holds no records", 1)
-    from streams.replay.backtest import run_backtest
-
     began, began_cpu = time.perf_counter(), time.process_time()
     try:
-        with progress_bar(f"replaying {len(records):,} records", total=2 * len(records)) as advance:
-            backtest = run_backtest(
-                settings, records, policy or DEFAULT_POLICIES, learning=learning, seed=seed,
-                live=live_decisions, ope_method=ope_interval, progress=advance,
-            )  # fmt: skip
+        backtest = _run(
+            settings, policy or DEFAULT_POLICIES, input_file, actions_file, live, lo, hi, feedback_grace,
+            learning=learning, seed=seed, ope_method=ope_interval,
+        )  # fmt: skip
+    except SourceError as exc:
+        raise _fail(str(exc)) from None
     except ValueError as exc:  # unknown policy, unreadable snapshot, ...
         raise _fail(str(exc)) from None
     seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
     report = backtest.report
     events = report["input"]["events"]
     err.print(
-        f"replayed {events:,} events ({len(records):,} records) x {len(backtest.specs)} policies "
+        f"replayed {events:,} events ({backtest.records:,} records) x {len(backtest.specs)} policies "
         f"in {seconds:,.2f}s: {events / seconds:,.0f} events/s wall, {events / cpu:,.0f} per CPU-second "
-        "(parse + merge + replay + report)"
+        f"(read + parse + merge + replay + report; {backtest.engine} engine)"
     )
     out.print(comparison_table(report))
     if "ope" in report:
@@ -251,30 +241,48 @@ def _check_policies(settings: Settings, policies: list[str]) -> None:
         raise _fail(str(exc)) from None
 
 
-def _read_input(
+def _run(
     settings: Settings,
+    policies: list[str],
     input_file: Path | None,
     actions_file: Path | None,
     live: bool,
     lo: Any,
     hi: Any,
     feedback_grace: float,
-) -> tuple[list, dict | None]:
+    **options: Any,
+) -> Any:
+    """Read the input and replay it, under one progress bar (2 units per record: parse, replay)."""
     from streams.progress import progress_bar
-    from streams.replay.sources import (
-        OPEN,
-        Bound,
-        read_actions_jsonl,
-        read_jsonl,
-        read_live_actions,
-        read_scenario,
-    )
+    from streams.replay.backtest import run_backtest, run_backtest_file
+    from streams.replay.risk_input import count_lines, map_file
+    from streams.replay.sources import read_actions_jsonl
     from streams.scenarios import build_scenario
 
     actions = tuple(build_scenario(settings).actions)
     if input_file is not None:
-        records = list(read_jsonl(input_file))
-        return records, read_actions_jsonl(actions_file, actions) if actions_file else None
+        data = map_file(input_file)
+        logged = read_actions_jsonl(actions_file, actions) if actions_file else None
+        lines = count_lines(data)
+        if not data[:4096].strip() and not bytes(data).strip():
+            raise _fail("nothing to replay: the file holds no records", 1)
+        with progress_bar(f"replaying {lines:,} records", total=2 * lines) as advance:
+            return run_backtest_file(
+                settings, input_file, data, policies, live=logged, progress=advance, **options
+            )
+    records, logged = _read_topics(settings, actions, live, lo, hi, feedback_grace)
+    if not records:
+        raise _fail("nothing to replay: the range holds no records", 1)
+    with progress_bar(f"replaying {len(records):,} records", total=2 * len(records)) as advance:
+        return run_backtest(settings, records, policies, live=logged, progress=advance, **options)
+
+
+def _read_topics(
+    settings: Settings, actions: tuple[str, ...], live: bool, lo: Any, hi: Any, feedback_grace: float
+) -> tuple[list, dict | None]:
+    from streams.progress import progress_bar
+    from streams.replay.sources import OPEN, Bound, read_live_actions, read_scenario
+
     with progress_bar("reading topics", total=None) as advance:
         read = read_scenario(settings, lo, hi, feedback_grace, advance)
     if not live:

@@ -137,6 +137,7 @@ class ReplayResult:
     counters: Counter[str]
     invalid: Counter[str]
     config: EngineConfig
+    state_keys: list[str] | None = None  # per event, when asked for (tests compare the two engines)
 
 
 @contextmanager
@@ -160,6 +161,7 @@ class ReplayEngine:
         specs: list[PolicySpec],
         config: EngineConfig,
         live: Mapping[str, LiveDecision] | None = None,
+        keep_state_keys: bool = False,
     ) -> None:
         labels = [s.label for s in specs]
         if len(set(labels)) != len(labels) or LIVE in labels:
@@ -169,6 +171,7 @@ class ReplayEngine:
         self.specs = specs
         self.config = config
         self.live = live
+        self.keep_state_keys = keep_state_keys
         self._partitions: dict[str, int] = {}
 
     def partition(self, key: str) -> int:
@@ -185,7 +188,7 @@ class ReplayEngine:
     def _run(self, timeline: Timeline, progress: Callable[[int], None] | None) -> ReplayResult:
         sc, cfg = self.scenario, self.config
         n_actions, n_events = len(sc.actions), timeline.events
-        runs = [PolicyRun(s.label, n_actions, n_events, _copy_table(s.table)) for s in self.specs]
+        runs = [PolicyRun(s.label, n_actions, n_events, copy_table(s.table)) for s in self.specs]
         live_run = PolicyRun(LIVE, n_actions, n_events, {}) if self.live is not None else None
         live_keys: list[str | None] = [None] * n_events if self.live is not None else []
         event_ts = array("d", [0.0]) * n_events
@@ -203,6 +206,7 @@ class ReplayEngine:
         ttl, early_ttl = cfg.pending_ttl_s, cfg.early_outcome_ttl_s
         kept = getattr(sc, "outcome_features", None)  # what `reward` reads: all a pending decision keeps
         watermark = float("-inf")
+        state_keys: list[str] | None = [] if self.keep_state_keys else None
         seq = 0
         for i, (ts, kind, _arrival, item, record_key, raw) in enumerate(timeline.items):
             if progress is not None and not i & PROGRESS_EVERY:
@@ -221,6 +225,8 @@ class ReplayEngine:
                 for decide in deciders:
                     decide(seq, did, obs, draw_seed)
                 update(state, item)
+                if state_keys is not None:
+                    state_keys.append(obs.state_key)
                 features = obs.features if kept is None else {k: obs.features[k] for k in kept}
                 stub = {
                     "decision_id": did,
@@ -274,10 +280,11 @@ class ReplayEngine:
             counters=counters,
             invalid=timeline.invalid,
             config=cfg,
+            state_keys=state_keys,
         )
 
 
-def _copy_table(table: Mapping[str, Row]) -> dict[str, Row]:
+def copy_table(table: Mapping[str, Row]) -> dict[str, Row]:
     """Each run learns on its own copy: a snapshot shared by two runs must not be mutated twice."""
     return {k: Row.from_dict(row.to_dict()) for k, row in table.items()}
 

@@ -72,13 +72,19 @@ def read_jsonl(path: str | Path) -> Iterator[RawRecord]:
         raise SourceError(f"no such file: {path}")
     with path.open("rb") as fh:
         for line_no, line in enumerate(fh, start=1):
-            record = _fast_line(line)
+            record = record_of_line(line, line_no, path)
             if record is not None:
                 yield record
-                continue
-            if not line.strip():
-                continue
-            yield _general_line(line, line_no, path)
+
+
+def record_of_line(line: bytes, line_no: int, path: Path) -> RawRecord | None:
+    """One JSONL line as a record; None for a blank line; SourceError if it is not a record at all."""
+    record = _fast_line(line)
+    if record is not None:
+        return record
+    if not line.strip():
+        return None
+    return _general_line(line, line_no, path)
 
 
 def _general_line(line: bytes, line_no: int, path: Path) -> RawRecord:

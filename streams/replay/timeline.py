@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any, NamedTuple
 
 from streams.core.scenario import InvalidEvent, Scenario
@@ -98,10 +99,15 @@ def _reason(text: str) -> str:
     return text.split(":")[0][:60]
 
 
-def build_timeline(
-    scenario: Scenario, records: Iterable[RawRecord], progress: Callable[[int], None] | None = None
-) -> Timeline:
-    """Parse every record once and sort by event time; malformed records are counted, not raised."""
+def parse_records(
+    scenario: Scenario,
+    records: Iterable[RawRecord],
+    invalid: Counter[str],
+    progress: Callable[[int], None] | None = None,
+    seqs: Iterable[int] | None = None,
+) -> Iterator[Item]:
+    """Parse every record once: valid ones are yielded as timeline items (arrival seq = position in
+    `records`, or the matching `seqs` value), malformed ones are counted in `invalid`, not raised."""
     parse, parse_outcome, event_ts = scenario.parse, scenario.parse_outcome, scenario.event_ts
     when = outcome_time(scenario)
     event_fields, outcome_fields = getattr(scenario, "shared_fields", None) or SHARED_FIELDS.get(
@@ -109,11 +115,8 @@ def build_timeline(
     )
     share_event, share_outcome = _interner(event_fields), _interner(outcome_fields)
     intern = sys.intern
-    items: list[Item] = []
-    append = items.append
-    invalid: Counter[str] = Counter()
-    events = feedback = 0
-    for seq, (kind, key, value, record_ts) in enumerate(records):
+    numbers = count() if seqs is None else iter(seqs)
+    for seq, (kind, key, value, record_ts) in zip(numbers, records, strict=False):  # seqs may run on
         if progress is not None and not seq & 0xFFFF:
             progress(seq)
         if kind == EVENT:
@@ -123,8 +126,7 @@ def build_timeline(
                 invalid["event: " + _reason(exc.reason)] += 1
                 continue
             share_event(item)
-            append((event_ts(item), EVENT, seq, item, key, None))
-            events += 1
+            yield (event_ts(item), EVENT, seq, item, key, None)
             continue
         try:
             outcome = parse_outcome(value)
@@ -140,7 +142,15 @@ def build_timeline(
             invalid["feedback: " + NO_TIME] += 1
         else:
             share_outcome(outcome)
-            append((ts, FEEDBACK, seq, outcome, intern(key), value))
-            feedback += 1
+            yield (ts, FEEDBACK, seq, outcome, intern(key), value)
+
+
+def build_timeline(
+    scenario: Scenario, records: Iterable[RawRecord], progress: Callable[[int], None] | None = None
+) -> Timeline:
+    """Parse every record once and sort by event time; malformed records are counted, not raised."""
+    invalid: Counter[str] = Counter()
+    items = list(parse_records(scenario, records, invalid, progress))
+    events = sum(1 for item in items if item[1] == EVENT)
     items.sort()  # tuples: time, then kind (events first), then arrival seq (unique: never further)
-    return Timeline(items, events, feedback, invalid)
+    return Timeline(items, events, len(items) - events, invalid)
