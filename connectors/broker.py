@@ -64,9 +64,21 @@ def ensure_kafka_jars(settings: Settings, log: Callable[[str], None] = print) ->
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: the sockets stay bound until all are picked, so the kernel
+    cannot hand the same port out twice (a broker then fails with two listeners on one port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def _triples(ports: list[int]) -> list[tuple[int, int, int]]:
+    return [(ports[i], ports[i + 1], ports[i + 2]) for i in range(0, len(ports), 3)]
 
 
 @dataclass
@@ -120,8 +132,8 @@ class EmbeddedKafka:
             self.workdir = Path(tempfile.mkdtemp(prefix="agentstream-kafka-"))
             self._owns_workdir = True
         self.nodes = [
-            Node(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}", None, free_port())
-            for i in range(self.brokers)
+            Node(i + 1, client, controller, self.workdir / f"node-{i + 1}", None, internal)
+            for i, (client, controller, internal) in enumerate(_triples(free_ports(3 * self.brokers)))
         ]
         cluster_id = uuid.uuid4().bytes
         cluster_id_b64 = _kafka_uuid(cluster_id)

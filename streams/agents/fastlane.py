@@ -160,10 +160,6 @@ def take(app: faust.App, messages: list[Message]) -> list[Message]:
                  len(messages), messages[0].tp, messages[0].offset, messages[-1].offset,
                  messages[0].generation_id, app.consumer_generation_id)  # fmt: skip
         return []
-    if app.in_recovery:  # the tables are still being restored: their state would be stale
-        log.warning("dropped %d records of %s fetched while the tables recover (read again after the seek)",
-                    len(messages), messages[0].topic)  # fmt: skip
-        return []
     generation, lane = messages[0].generation_id, progress(app)
     fresh = [m for m in messages if not lane.is_handled(generation, m.tp, m.offset)]
     if len(fresh) < len(messages):
