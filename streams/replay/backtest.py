@@ -1,5 +1,8 @@
 """One backtest, source-agnostic: records in, report out (what the CLI and the tests call).
 
+A source (records in memory, a JSONL file, the scenario's topics) is read as columns for the
+columnar engine, or as records for the per-event one.
+
 Two engines give the same results: the columnar one (`fastpath.py`, risk replays without live
 comparison whose labels simply join their decisions) and the per-event one (`engine.py`, everything).
 `engine="auto"` takes the columnar one when it applies and says why not otherwise.
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from streams.replay.engine import (
     EngineConfig,
@@ -23,9 +26,16 @@ from streams.replay.engine import (
 from streams.replay.fastpath import NotColumnar, check_columnar, run_columnar
 from streams.replay.outcomes import PartitionedStats
 from streams.replay.policies import resolve_all
+from streams.replay.read_ahead import lines_read_ahead
 from streams.replay.report import build_report
-from streams.replay.risk_input import Buffer, columns_from_records, count_lines, read_columns
-from streams.replay.sources import read_jsonl
+from streams.replay.risk_input import (
+    Buffer,
+    RiskColumns,
+    columns_from_lines,
+    columns_from_records,
+    read_columns,
+)
+from streams.replay.sources import ScenarioRange, read_jsonl
 from streams.replay.timeline import RawRecord, build_timeline
 from streams.scenarios import build_scenario
 from streams.settings import Settings
@@ -42,27 +52,63 @@ class Backtest:
     engine: str = "scalar"  # which engine ran, and why not the columnar one
 
 
-@dataclass(slots=True)
-class _Setup:
-    scenario: Any
-    specs: list[PolicySpec]
-    engine: ReplayEngine
+class Source(Protocol):
+    """A backtest's input, readable as columns (the columnar engine) and as records (the per-event
+    engine, also after the columnar one declined)."""
 
-    @classmethod
-    def of(
-        cls, settings: Settings, policies: list[str], learning: bool, seed: int | None,
-        live: Mapping[str, LiveDecision] | None, keep_state_keys: bool,
-    ) -> _Setup:  # fmt: skip
-        stats = PartitionedStats(settings.partitions)
-        scenario = build_scenario(settings, stats)
-        specs = resolve_all(policies, scenario, settings)
-        config = EngineConfig.from_settings(settings, learning=learning, seed=seed)
-        return cls(scenario, specs, ReplayEngine(scenario, stats, specs, config, live, keep_state_keys))
+    def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns: ...
+
+    def records(self) -> Sequence[RawRecord]: ...
+
+
+@dataclass(slots=True)
+class RecordList:
+    items: Sequence[RawRecord]
+
+    def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
+        return columns_from_records(scenario, self.items, progress)
+
+    def records(self) -> Sequence[RawRecord]:
+        return self.items
+
+
+@dataclass(slots=True)
+class JsonlFile:
+    """A JSONL file whose bytes are `data` (`map_file`): the columnar engine reads the bytes."""
+
+    path: Path
+    data: Buffer
+
+    def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
+        return read_columns(scenario, self.path, progress, self.data)
+
+    def records(self) -> Sequence[RawRecord]:
+        return list(read_jsonl(self.path))
+
+
+@dataclass(slots=True)
+class Topics:
+    """The scenario's topics over a range: the columnar engine reads each fetch as one buffer."""
+
+    range: ScenarioRange
+
+    def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
+        return columns_from_lines(scenario, lines_read_ahead(self.range), progress)
+
+    def records(self) -> Sequence[RawRecord]:
+        return self.range.records()
 
 
 def run_backtest(
+    settings: Settings, records: Sequence[RawRecord], policies: list[str], **options: Any
+) -> Backtest:
+    """`backtest` of records in memory."""
+    return backtest(settings, RecordList(records), policies, **options)
+
+
+def backtest(
     settings: Settings,
-    records: Sequence[RawRecord],
+    source: Source,
     policies: list[str],
     *,
     learning: bool = True,
@@ -73,82 +119,52 @@ def run_backtest(
     engine: str = "auto",
     keep_state_keys: bool = False,
 ) -> Backtest:
-    """Replay `records` for `policies` (names or snapshot:FILE) with the settings' scenario and knobs.
+    """Replay `source` for `policies` (names or snapshot:FILE) with the settings' scenario and knobs.
 
-    `progress(n)` counts 2 units per record: one parsing it, one replaying it.
+    `progress(n)` counts 2 units per record: one reading it, one replaying it.
     """
-    setup = _Setup.of(settings, policies, learning, seed, live, keep_state_keys)
-    n = len(records)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    stats = PartitionedStats(settings.partitions)
+    scenario = build_scenario(settings, stats)
+    specs = resolve_all(policies, scenario, settings)
+    config = EngineConfig.from_settings(settings, learning=learning, seed=seed)
+    replayer = ReplayEngine(scenario, stats, specs, config, live, keep_state_keys)
     with gc_paused():
-        result, used, _ = _columnar(
-            setup, engine, lambda: columns_from_records(setup.scenario, records, progress), n, progress
-        )
+        result, used, n = _columnar(replayer, source, engine, progress)
         if result is None:
-            result = _scalar(setup, records, progress)
+            records = source.records()
+            n = len(records)
+            timeline = build_timeline(scenario, records, progress)
+            result = replayer.run(timeline, _after(progress, n))
         report = build_report(result, ope_method=ope_method, seed=seed or 0)
-    return Backtest(result, report, n, setup.specs, used)
+    return Backtest(result, report, n, specs, used)
 
 
-def run_backtest_file(
-    settings: Settings,
-    path: Path,
-    data: Buffer,
-    policies: list[str],
-    *,
-    learning: bool = True,
-    seed: int | None = None,
-    live: Mapping[str, LiveDecision] | None = None,
-    ope_method: str = "normal",
-    progress: Callable[[int], None] | None = None,
-    engine: str = "auto",
-) -> Backtest:
-    """`run_backtest` of a JSONL file whose bytes are `data` (`map_file`); the columnar engine reads
-    the bytes directly, the per-event one reads the file's records."""
-    setup = _Setup.of(settings, policies, learning, seed, live, False)
-    lines = count_lines(data)
-    with gc_paused():
-        result, used, records = _columnar(
-            setup, engine, lambda: read_columns(setup.scenario, path, progress, data), lines, progress
-        )
-        if result is None:
-            records_read = list(read_jsonl(path))
-            records = len(records_read)
-            result = _scalar(setup, records_read, progress)
-        report = build_report(result, ope_method=ope_method, seed=seed or 0)
-    return Backtest(result, report, records, setup.specs, used)
+def _after(progress: Callable[[int], None] | None, n: int) -> Callable[[int], None] | None:
+    """The replay's progress, after the n units of reading."""
+    return None if progress is None else (lambda i: progress(n + i))
 
 
 def _columnar(
-    setup: _Setup, engine: str, columns: Callable[[], Any], n: int, progress: Callable[[int], None] | None
+    replayer: ReplayEngine, source: Source, engine: str, progress: Callable[[int], None] | None
 ) -> tuple[ReplayResult | None, str, int]:
     """(result, which engine, records read) of the columnar engine, or (None, why not, 0)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
     if engine == "scalar":
         return None, "scalar", 0
-    replay_progress = None if progress is None else (lambda i: progress(n + i))
     try:
-        check_columnar(setup.scenario, setup.specs, setup.engine.live)
-        cols = columns()
+        check_columnar(replayer.scenario, replayer.specs, replayer.live)
+        cols = source.columns(replayer.scenario, progress)
         result = run_columnar(
-            setup.scenario,
-            setup.specs,
-            setup.engine.config,
+            replayer.scenario,
+            replayer.specs,
+            replayer.config,
             cols,
-            replay_progress,
-            setup.engine.keep_state_keys,
+            _after(progress, cols.records),
+            replayer.keep_state_keys,
         )
         return result, "columnar", cols.records
     except NotColumnar as exc:
         if engine == "columnar":
             raise
         return None, f"scalar (the columnar engine does not cover: {exc})", 0
-
-
-def _scalar(
-    setup: _Setup, records: Sequence[RawRecord], progress: Callable[[int], None] | None
-) -> ReplayResult:
-    n = len(records)
-    timeline = build_timeline(setup.scenario, records, progress)
-    replay_progress = None if progress is None else (lambda i: progress(n + i))
-    return setup.engine.run(timeline, replay_progress)

@@ -252,11 +252,11 @@ def _run(
     feedback_grace: float,
     **options: Any,
 ) -> Any:
-    """Read the input and replay it, under one progress bar (2 units per record: parse, replay)."""
+    """Read the input and replay it, under one progress bar (2 units per record: read, replay)."""
     from streams.progress import progress_bar
-    from streams.replay.backtest import run_backtest, run_backtest_file
+    from streams.replay.backtest import JsonlFile, Topics, backtest
     from streams.replay.risk_input import count_lines, map_file
-    from streams.replay.sources import read_actions_jsonl
+    from streams.replay.sources import OPEN, Bound, ScenarioRange, read_actions_jsonl, read_live_actions
     from streams.scenarios import build_scenario
 
     actions = tuple(build_scenario(settings).actions)
@@ -266,30 +266,22 @@ def _run(
         lines = count_lines(data)
         if not data[:4096].strip() and not bytes(data).strip():
             raise _fail("nothing to replay: the file holds no records", 1)
-        with progress_bar(f"replaying {lines:,} records", total=2 * lines) as advance:
-            return run_backtest_file(
-                settings, input_file, data, policies, live=logged, progress=advance, **options
-            )
-    records, logged = _read_topics(settings, actions, live, lo, hi, feedback_grace)
-    if not records:
+        source, total, what = JsonlFile(input_file, data), lines, f"{lines:,} records"
+    else:
+        scenario_range = ScenarioRange(settings, lo, hi, feedback_grace)
+        if not scenario_range.estimate:
+            raise _fail("nothing to replay: the range holds no records", 1)
+        # Actions are stamped when live decided, at or after their event's record time: from a time
+        # bound on (an offset bound: all of them; decisions the replay does not make are not compared).
+        since = Bound(time_ms=lo.time_ms) if lo != OPEN and lo.time_ms is not None else OPEN
+        logged = (read_live_actions(settings, actions, since) or None) if live else None
+        total = scenario_range.estimate
+        source, what = Topics(scenario_range), f"up to {total:,} records from the topics"
+    with progress_bar(f"replaying {what}", total=2 * total) as advance:
+        result = backtest(settings, source, policies, live=logged, progress=advance, **options)
+    if not result.records:
         raise _fail("nothing to replay: the range holds no records", 1)
-    with progress_bar(f"replaying {len(records):,} records", total=2 * len(records)) as advance:
-        return run_backtest(settings, records, policies, live=logged, progress=advance, **options)
-
-
-def _read_topics(
-    settings: Settings, actions: tuple[str, ...], live: bool, lo: Any, hi: Any, feedback_grace: float
-) -> tuple[list, dict | None]:
-    from streams.progress import progress_bar
-    from streams.replay.sources import OPEN, Bound, read_live_actions, read_scenario
-
-    with progress_bar("reading topics", total=None) as advance:
-        read = read_scenario(settings, lo, hi, feedback_grace, advance)
-    if not live:
-        return read.records, None
-    # Actions are stamped when live decided, at or after their event's record time (later if it lagged).
-    since = OPEN if read.first_ms is None or lo == OPEN else Bound(time_ms=read.first_ms)
-    return read.records, read_live_actions(settings, actions, since) or None
+    return result
 
 
 def _republish(target: str, speed: float, lo: Any, hi: Any, scenario: str | None) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from streams.core.columnar import Vocab
-from streams.replay.sources import SourceError, record_of_line
+from streams.replay.sources import TOPIC_SIM_TS, EnvelopeLines, SourceError, record_of_line
 from streams.replay.template import BOOL, NUM, STR, Chunk, LineTemplate, Matched, match
 from streams.replay.timeline import EVENT, RawRecord, parse_records
 from streams.scenarios.risk import (
@@ -41,6 +41,12 @@ Buffer = Any  # bytes or a read-only mmap: anything with the buffer protocol, fi
 _KINDS = {"amount": NUM, "event_ts": NUM, "is_fraud": BOOL, "label_ts": NUM}
 EVENT_LINE = LineTemplate.envelope("event", tuple((n, _KINDS.get(n, STR)) for n in TX_FIELDS))
 LABEL_LINE = LineTemplate.envelope("feedback", tuple((n, _KINDS.get(n, STR)) for n in LABEL_FIELDS))
+EVENT_TOPIC_LINE = LineTemplate.envelope(
+    "event", tuple((n, _KINDS.get(n, STR)) for n in TX_FIELDS), TOPIC_SIM_TS
+)
+LABEL_TOPIC_LINE = LineTemplate.envelope(
+    "feedback", tuple((n, _KINDS.get(n, STR)) for n in LABEL_FIELDS), "0"
+)
 CHUNK_BYTES = 4 << 20  # temporaries stay small enough for the allocator to reuse
 
 
@@ -258,6 +264,10 @@ _TEMPLATES = (  # template, its columns, the numbers to decode, (record time, th
     (EVENT_LINE, _Builder.add_events, frozenset({"amount", "event_ts"}), ("sim_ts", "event_ts")),
     (LABEL_LINE, _Builder.add_labels, frozenset({"label_ts"}), ("sim_ts", "label_ts")),
 )
+_TOPIC_TEMPLATES = (  # the lines `EnvelopeLines` writes: their record time is always 0
+    (EVENT_TOPIC_LINE, _Builder.add_events, frozenset({"amount", "event_ts"}), None),
+    (LABEL_TOPIC_LINE, _Builder.add_labels, frozenset({"label_ts"}), None),
+)
 
 
 def _concat(side: dict[str, list], empty: dict[str, object]) -> dict[str, object]:
@@ -330,32 +340,60 @@ def read_columns(
     path = Path(path)
     if data is None:
         data = map_file(path)
-    builder = _Builder()
-    template_ok = scenario.clock is None  # with a clock, timestamps are checked against it: per record
-    line0 = 0
+    reader = _LineReader(scenario)
     view = memoryview(data)
     for begin, end in _chunks(data):
         chunk = Chunk.of(view, begin, end)
-        starts, ends = chunk.starts, chunk.ends
-        taken = np.zeros(len(starts), dtype=bool)
-        if template_ok:
-            for template, add, numbers, same in _TEMPLATES:
+        line0 = reader.line0
+
+        def record_at(i: int, line: bytes, line0: int = line0) -> RawRecord | None:
+            return record_of_line(line, line0 + i + 1, path)
+
+        reader.add(chunk, record_at)
+        if progress is not None:
+            progress(reader.line0)
+    return reader.builder.finish()
+
+
+def columns_from_lines(
+    scenario: RiskScenario, batches: Iterable[EnvelopeLines], progress: Callable[[int], None] | None = None
+) -> RiskColumns:
+    """Topic records as JSONL lines (`EnvelopeLines`) as columns; `progress(n)`: lines read so far."""
+    reader = _LineReader(scenario, _TOPIC_TEMPLATES)
+    for lines in batches:
+        reader.add(Chunk.of(memoryview(lines.data), 0, len(lines.data)), lines.record)
+        if progress is not None:
+            progress(reader.line0)
+    return reader.builder.finish()
+
+
+class _LineReader:
+    """Chunks of lines into a `_Builder`: template lines at once, the others one record each."""
+
+    def __init__(self, scenario: RiskScenario, templates: tuple = _TEMPLATES) -> None:
+        self.scenario, self.templates = scenario, templates
+        self.builder = _Builder()
+        self.template_ok = scenario.clock is None  # with a clock, timestamps are checked against it
+        self.line0 = 0  # lines before the chunk: its arrival numbers start there
+
+    def add(self, chunk: Chunk, record_at: Callable[[int, bytes], RawRecord | None]) -> None:
+        """`record_at(i, line)`: line i of the chunk (its text, without the newline) as a record."""
+        builder, line0 = self.builder, self.line0
+        taken = np.zeros(len(chunk.starts), dtype=bool)
+        if self.template_ok:
+            for template, add, numbers, same in self.templates:
                 m = match(template, chunk, numbers, same)
                 taken[m.lines[add(builder, m, chunk.buf, line0)]] = True
-        rest = np.flatnonzero(~taken).tolist()
         records, seqs = [], []
-        for i in rest:
-            line = data[begin + int(starts[i]) : begin + int(ends[i]) + 1]
-            record = record_of_line(line, line0 + i + 1, path)
+        starts, ends = chunk.starts, chunk.ends
+        for i in np.flatnonzero(~taken).tolist():
+            record = record_at(i, chunk.buf[starts[i] : ends[i]].tobytes())
             if record is not None:
                 records.append(record)
                 seqs.append(line0 + i)
-        builder.add_items(parse_records(scenario, records, builder.invalid, None, seqs))
+        builder.add_items(parse_records(self.scenario, records, builder.invalid, None, seqs))
         builder.records += int(taken.sum()) + len(records)
-        line0 += len(starts)
-        if progress is not None:
-            progress(line0)
-    return builder.finish()
+        self.line0 += len(chunk.starts)
 
 
 def _chunks(data: Buffer) -> list[tuple[int, int]]:

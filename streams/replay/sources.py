@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import time
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from streams.replay.engine import LiveDecision
 from streams.replay.timeline import EVENT, FEEDBACK, RawRecord
 from streams.settings import Settings
 
 KINDS = {"event": EVENT, "feedback": FEEDBACK}
+_MS = itemgetter(1)  # of a (timestamp type, milliseconds) pair
 _EVENT_HEAD = b'{"kind":"event","key":"'
 _FEEDBACK_HEAD = b'{"kind":"feedback","key":"'
 _SIM_TS = b'","sim_ts":'
 _VALUE = b',"value":'
+TOPIC_SIM_TS = "0"  # the record time written in every `EnvelopeLines` line (never read)
+_MIDDLE = f'","sim_ts":{TOPIC_SIM_TS},"value":'.encode()  # between key and value
+FETCH_RECORDS = 20_000  # per consume call: about 4 MB of risk lines, the size the parser works best at
 STALL_S = 30.0  # no record and no progress for this long while reading a range: give up
 
 
@@ -171,6 +178,12 @@ class KafkaRecord:
     offset: int
 
 
+# librdkafka's defaults pause fetching for a second whenever 100,000 messages are queued
+# (`fetch.queue.backoff.ms`) and fetch 1 MiB per partition: reading 1M risk records took 5.5 s with
+# them, 0.9 s with these (perf/RESULTS-replay.md).
+FAST_FETCH = {"fetch.queue.backoff.ms": 10, "max.partition.fetch.bytes": 10 << 20}
+
+
 def _consumer(settings: Settings) -> Consumer:
     """No group membership, no commits: a unique group id only because librdkafka wants one."""
     return Consumer(
@@ -181,6 +194,7 @@ def _consumer(settings: Settings) -> Consumer:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "log_level": 3,
+                **FAST_FETCH,
             }
         )
     )
@@ -223,42 +237,39 @@ def resolve_range(settings: Settings, topic: str, start: Bound, end: Bound) -> d
         consumer.close()
 
 
-def read_topic(
+def read_batches(
     settings: Settings,
     topic: str,
     ranges: dict[int, tuple[int, int]],
     progress: Callable[[int], None] | None = None,
     tombstones: bool = False,
-) -> Iterator[KafkaRecord]:
-    """Every record in the given offset ranges, in fetch order (offset order within a partition);
-    records without a value (tombstones) only if `tombstones`."""
+) -> Iterator[list[Message]]:
+    """The records in the given offset ranges, one list per fetch (offset order within a partition);
+    records without a value (tombstones) only if `tombstones`. A finished partition is paused."""
     todo = {p: r for p, r in ranges.items() if r[1] > r[0]}
     if not todo:
         return
+    ends = {p: last for p, (_, last) in todo.items()}
     consumer = _consumer(settings)
     try:
         consumer.assign([TopicPartition(topic, p, first) for p, (first, _) in todo.items()])
         count = 0
         last_progress = time.monotonic()
         while todo:
-            batch = consumer.consume(num_messages=10_000, timeout=0.5)
-            for msg in batch:
-                if msg.error() is not None:
-                    continue
-                p, offset = msg.partition(), msg.offset()
-                span = todo.get(p)
-                if span is None or offset >= span[1]:
-                    continue
-                value = msg.value()
-                if value is not None or tombstones:
-                    yield KafkaRecord(msg.key(), value, msg.timestamp()[1], msg.headers(), p, offset)
-                    count += 1
-                if offset >= span[1] - 1:
-                    del todo[p]
+            batch = consumer.consume(num_messages=FETCH_RECORDS, timeout=0.5)
             if batch:
                 last_progress = time.monotonic()
+                positions = _positions(consumer, topic, ends)
+                kept = _in_range(batch, ends, positions, tombstones)
+                if kept:
+                    count += len(kept)
+                    yield kept
                 if progress is not None:
                     progress(count)
+                for p, position in positions.items():
+                    if p in todo and position >= todo[p][1]:
+                        del todo[p]
+                        consumer.pause([TopicPartition(topic, p)])  # its next fetches would be dropped
             _drop_finished(consumer, topic, todo)  # gaps (compaction, transaction markers) end early
             if todo and time.monotonic() - last_progress > STALL_S:
                 raise SourceError(f"reading {topic} stalled with partitions {sorted(todo)} unfinished")
@@ -266,12 +277,57 @@ def read_topic(
         consumer.close()
 
 
+def read_topic(
+    settings: Settings,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    progress: Callable[[int], None] | None = None,
+    tombstones: bool = False,
+) -> Iterator[KafkaRecord]:
+    """`read_batches` record by record."""
+    for batch in read_batches(settings, topic, ranges, progress, tombstones):
+        for msg in batch:
+            yield KafkaRecord(
+                msg.key(), msg.value(), msg.timestamp()[1], msg.headers(), msg.partition(), msg.offset()
+            )
+
+
+def _positions(consumer: Consumer, topic: str, ends: dict[int, int]) -> dict[int, int]:
+    """partition -> the offset after the last record consumed (-1001: none yet)."""
+    return {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in ends])}
+
+
+def _in_range(
+    batch: list[Message], ends: dict[int, int], positions: dict[int, int], tombstones: bool
+) -> list[Message]:
+    """The batch's records before their partition's end, without errors (and tombstones). Checked
+    record by record only when the batch may hold such a record: a partition consumed past its end,
+    an error, a record without a value."""
+    past_end = any(positions[p] > end for p, end in ends.items())
+    if past_end or any(map(Message.error, batch)) or (not tombstones and None in map(Message.value, batch)):
+        return [
+            msg
+            for msg in batch
+            if msg.error() is None
+            and msg.offset() < ends.get(msg.partition(), -1)
+            and (tombstones or msg.value() is not None)
+        ]
+    return batch
+
+
 def _drop_finished(consumer: Consumer, topic: str, todo: dict[int, tuple[int, int]]) -> None:
+    """Partitions whose position reached the end although their last records never came."""
     if not todo:
         return
-    for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
-        if tp.offset >= 0 and tp.offset >= todo[tp.partition][1]:
-            del todo[tp.partition]
+    done = [
+        tp
+        for tp in consumer.position([TopicPartition(topic, p) for p in todo])
+        if tp.offset >= 0 and tp.offset >= todo[tp.partition][1]
+    ]
+    for tp in done:
+        del todo[tp.partition]
+    if done:
+        consumer.pause(done)
 
 
 def _text_key(key: bytes | None) -> str | None:
@@ -289,6 +345,72 @@ class TopicRead:
     last_ms: int | None
 
 
+class ScenarioRange:
+    """The scenario's events in a range, and its feedback over the same record-time span.
+
+    Feedback for the range's last decisions arrives after it ends: `feedback_grace_s` extends the
+    feedback's end (by record time) to fetch it. With an offset range the span is the record times
+    of the events read. The offset ranges are fixed when first located, so a second read (the
+    per-record engine after the columnar one declined) reads the same records.
+    """
+
+    def __init__(
+        self, settings: Settings, start: Bound = OPEN, end: Bound = OPEN, feedback_grace_s: float = 0.0
+    ):
+        self.settings, self.start, self.end, self.grace_s = settings, start, end, feedback_grace_s
+        self.topics = settings.topics()
+        self.event_range = resolve_range(settings, self.topics.events, start, end)
+        self.feedback_range: dict[int, tuple[int, int]] | None = None
+        if start == OPEN and end == OPEN:
+            self.feedback_range = resolve_range(settings, self.topics.feedback, OPEN, OPEN)
+        self.events = self.feedback = 0
+        self.first_ms: int | None = None
+        self.last_ms: int | None = None
+
+    @property
+    def estimate(self) -> int:
+        """Records to read, at most (ranges count transaction markers; the feedback's range is
+        known after the events are read, until then it counts as many labels as events)."""
+        events = sum(last - first for first, last in self.event_range.values())
+        if self.feedback_range is None:
+            return 2 * events
+        return events + sum(last - first for first, last in self.feedback_range.values())
+
+    def batches(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[Message]]]:
+        """(EVENT or FEEDBACK, the records of one fetch): all events, then all feedback."""
+        events, first, last = 0, None, None
+        for batch in read_batches(self.settings, self.topics.events, self.event_range, progress):
+            low, high = min(map(Message.timestamp, batch))[1], max(map(Message.timestamp, batch))[1]
+            first = low if first is None else min(first, low)
+            last = high if last is None else max(last, high)
+            events += len(batch)
+            yield EVENT, batch
+        self.events, self.first_ms, self.last_ms = events, first, last
+        self.feedback = 0
+        ranges = self._feedback_range()
+        if not ranges:
+            return
+        counted = None if progress is None else (lambda n: progress(events + n))
+        for batch in read_batches(self.settings, self.topics.feedback, ranges, counted):
+            self.feedback += len(batch)
+            yield FEEDBACK, batch
+
+    def _feedback_range(self) -> dict[int, tuple[int, int]] | None:
+        if self.feedback_range is None and self.first_ms is not None:
+            fb_start = Bound(time_ms=self.start.time_ms if self.start.time_ms is not None else self.first_ms)
+            stop = self.end.time_ms if self.end.time_ms is not None else (self.last_ms or 0) + 1
+            fb_end = Bound(time_ms=stop + int(self.grace_s * 1000))
+            self.feedback_range = resolve_range(self.settings, self.topics.feedback, fb_start, fb_end)
+        return self.feedback_range if self.first_ms is not None else None
+
+    def records(self, progress: Callable[[int], None] | None = None) -> list[RawRecord]:
+        return [
+            RawRecord(kind, _text_key(msg.key()), msg.value(), msg.timestamp()[1] / 1000.0)
+            for kind, batch in self.batches(progress)
+            for msg in batch
+        ]
+
+
 def read_scenario(
     settings: Settings,
     start: Bound = OPEN,
@@ -296,33 +418,58 @@ def read_scenario(
     feedback_grace_s: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> TopicRead:
-    """The scenario's events in the range, and its feedback over the same record-time span.
+    """`ScenarioRange` read once as records."""
+    scenario = ScenarioRange(settings, start, end, feedback_grace_s)
+    records = scenario.records(progress)
+    return TopicRead(records, scenario.events, scenario.feedback, scenario.first_ms, scenario.last_ms)
 
-    Feedback for the range's last decisions arrives after it ends: `feedback_grace_s` extends the
-    feedback's end (by record time) to fetch it. With an offset range the span is the record times
-    of the events read.
+
+@dataclass(slots=True)
+class EnvelopeLines:
+    """Topic records as the JSONL lines `generate_to_jsonl` writes, for the template reader, with
+    what gives each line's record back for the lines it does not take.
+
+    A line's `sim_ts` is 0: the template path reads times from the values (a risk record always
+    carries its own), the record path gets the record's timestamp. A key or value holding a newline
+    gets the line `{}` instead, which no template matches, and its record is kept in `odd`.
     """
-    topics = settings.topics()
-    records: list[RawRecord] = []
-    first_ms = last_ms = None
-    event_range = resolve_range(settings, topics.events, start, end)
-    for rec in read_topic(settings, topics.events, event_range, progress):
-        records.append(RawRecord(EVENT, _text_key(rec.key), rec.value, rec.timestamp_ms / 1000.0))
-        first_ms = rec.timestamp_ms if first_ms is None else min(first_ms, rec.timestamp_ms)
-        last_ms = rec.timestamp_ms if last_ms is None else max(last_ms, rec.timestamp_ms)
-    events = len(records)
-    if start == OPEN and end == OPEN:
-        fb_start, fb_end = OPEN, OPEN
-    elif first_ms is None:
-        return TopicRead(records, events, 0, None, None)
-    else:
-        fb_start = Bound(time_ms=start.time_ms if start.time_ms is not None else first_ms)
-        stop = end.time_ms if end.time_ms is not None else (last_ms or 0) + 1
-        fb_end = Bound(time_ms=stop + int(feedback_grace_s * 1000))
-    feedback_range = resolve_range(settings, topics.feedback, fb_start, fb_end)
-    for rec in read_topic(settings, topics.feedback, feedback_range):
-        records.append(RawRecord(FEEDBACK, _text_key(rec.key), rec.value, rec.timestamp_ms / 1000.0))
-    return TopicRead(records, events, len(records) - events, first_ms, last_ms)
+
+    kind: int
+    data: bytes
+    key_lengths: array  # per line; -1: no key
+    times_ms: array
+    odd: dict[int, tuple[bytes | None, bytes | None]]
+
+    @classmethod
+    def of(cls, kind: int, batch: list[Message]) -> EnvelopeLines:
+        head = _EVENT_HEAD if kind == EVENT else _FEEDBACK_HEAD
+        raw_keys = list(map(Message.key, batch))
+        keys = [b"" if k is None else k for k in raw_keys]
+        values = [b"" if v is None else v for v in map(Message.value, batch)]
+        pieces = zip(repeat(head), keys, repeat(_MIDDLE), values, repeat(b"}\n"), strict=False)
+        data = b"".join(chain.from_iterable(pieces))  # C-level loops: no Python step per record
+        odd: dict[int, tuple[bytes | None, bytes | None]] = {}
+        if data.count(b"\n") != len(batch):
+            pairs = enumerate(zip(keys, values, strict=True))
+            odd = {i: (raw_keys[i], batch[i].value()) for i, (k, v) in pairs if b"\n" in k or b"\n" in v}
+            data = b"".join(b"{}\n" if i in odd else b"".join((head, k, _MIDDLE, v, b"}\n"))
+                            for i, (k, v) in enumerate(zip(keys, values, strict=True)))  # fmt: skip
+        if None in raw_keys:
+            key_lengths = array("i", [-1 if k is None else len(k) for k in raw_keys])
+        else:
+            key_lengths = array("i", map(len, raw_keys))
+        times = array("q", map(_MS, map(Message.timestamp, batch)))
+        return cls(kind, data, key_lengths, times, odd)
+
+    def record(self, i: int, line: bytes) -> RawRecord:
+        """Line i's record (`line`: its text, without the newline)."""
+        if i in self.odd:
+            key, value = self.odd[i]
+        else:
+            at, length = len(_EVENT_HEAD if self.kind == EVENT else _FEEDBACK_HEAD), self.key_lengths[i]
+            key = None if length < 0 else line[at : at + length]
+            value = line[at + max(length, 0) + len(_MIDDLE) : -1]
+        return RawRecord(self.kind, _text_key(key), value, self.times_ms[i] / 1000.0)
 
 
 def read_live_actions(

@@ -41,10 +41,14 @@ class LineTemplate:
     names: tuple[str, ...]
 
     @classmethod
-    def envelope(cls, kind: str, fields: tuple[tuple[str, str], ...]) -> LineTemplate:
-        """The JSONL line `generate_to_jsonl` writes for a record whose value has these fields."""
+    def envelope(
+        cls, kind: str, fields: tuple[tuple[str, str], ...], sim_ts: str | None = None
+    ) -> LineTemplate:
+        """The JSONL line `generate_to_jsonl` writes for a record whose value has these fields
+        (`sim_ts`: the record time's literal text, if every line has the same)."""
         body = ",".join(f'"{name}":' + _quoted(kind_) for name, kind_ in fields)
-        text = f'{{"kind":"{kind}","key":{_quoted(STR)},"sim_ts":{_MARK[NUM]},"value":{{{body}}}}}'
+        ts = _MARK[NUM] if sim_ts is None else sim_ts
+        text = f'{{"kind":"{kind}","key":{_quoted(STR)},"sim_ts":{ts},"value":{{{body}}}}}'
         segments = []
         for part in text.split('"'):
             marks = [c for c in part if c in _MARK.values()]
@@ -55,7 +59,7 @@ class LineTemplate:
             prefix, suffix = part.split(mark)
             var = next(k for k, m in _MARK.items() if m == mark)
             segments.append(_Segment(prefix.encode(), var, suffix.encode()))
-        names = ("key", "sim_ts", *(name for name, _ in fields))
+        names = ("key", *(("sim_ts",) if sim_ts is None else ()), *(name for name, _ in fields))
         return cls(tuple(segments), names)
 
     @property

@@ -13,11 +13,19 @@ from connectors.collect import wait_for
 from connectors.generate import RiskGenerator
 from connectors.publish import Publisher
 from streams.core.table import Row
-from streams.replay.backtest import run_backtest
+from streams.replay.backtest import Topics, backtest, run_backtest
 from streams.replay.groups import GroupActive
+from streams.replay.report import to_json
 from streams.replay.reset import execute, parse_target, plan
 from streams.replay.snapshot import changelog_topic, from_settings, live_rows, promote, save, write
-from streams.replay.sources import Bound, read_live_actions, read_scenario, read_topic, resolve_range
+from streams.replay.sources import (
+    Bound,
+    ScenarioRange,
+    read_live_actions,
+    read_scenario,
+    read_topic,
+    resolve_range,
+)
 from streams.scenarios.risk import ACTIONS, decision_id_for
 from streams.settings import Settings
 from tests.integration.harness import workers
@@ -136,3 +144,34 @@ def test_snapshot_promote_then_save_round_trips_through_the_changelog(settings: 
     assert saved.rows == rows and saved.policy == settings.policy
     with pytest.raises(ValueError, match="the app runs"):
         promote(settings.with_overrides(scenario="traffic"), path)
+
+
+def test_a_topic_replay_reads_columns_and_matches_the_per_record_replay(settings: Settings) -> None:
+    """The columnar engine reads the topics as joined lines (in a child process); records that are
+    not the generator's shape (a newline or a quote in the value, a quote in or no key, bad UTF-8)
+    take the per-record path: the report equals the per-event engine's on the same records."""
+    topics = settings.topics()
+    ensure_topics(settings, topics.all())
+    records = list(RiskGenerator(9, customers=300, terminals=120).records(6_000))
+    odd = [
+        (topics.events, b"acct-1", b'{"transaction_id":\n"x"}'),
+        (topics.events, None, b"\xff\xfe not json"),
+        (topics.feedback, b'q"k\\', b'{"transaction_id":"none","is_fraud":true}'),
+        (topics.feedback, None, records[-1].value),
+    ]
+    published = [(topics.events if r.kind == "event" else topics.feedback, r.key, r.value) for r in records]
+    published[7] = (published[7][0], b'a"b', published[7][2])  # a quote in a key
+    Publisher(settings).publish(published[:3_000] + odd + published[3_000:])
+    scenario_range = ScenarioRange(settings)
+    columnar = backtest(settings, Topics(scenario_range), ["rules", "qtable"], engine="columnar")
+    assert columnar.engine == "columnar"
+    per_record = run_backtest(
+        settings, ScenarioRange(settings).records(), ["rules", "qtable"], engine="scalar"
+    )
+    assert columnar.records == per_record.records == len(records) + len(odd)
+    assert (scenario_range.events, scenario_range.feedback) == (
+        sum(t == topics.events for t, _, _ in published + odd),
+        sum(t == topics.feedback for t, _, _ in published + odd),
+    )
+    assert to_json(columnar.report) == to_json(per_record.report)
+    assert sum(columnar.report["input"]["invalid"].values()) >= 3

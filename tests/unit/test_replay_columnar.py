@@ -14,7 +14,7 @@ from connectors.generate import generate_to_jsonl
 from streams.core.columnar import Groups, count_at_or_before, stable_argsort, uniforms
 from streams.core.policies import EpsilonGreedy
 from streams.core.scenario import Decision, Draw, Observation, draw_digest
-from streams.replay.backtest import Backtest, run_backtest, run_backtest_file
+from streams.replay.backtest import Backtest, JsonlFile, backtest, run_backtest
 from streams.replay.engine import EngineConfig, PolicySpec, ReplayEngine
 from streams.replay.fastpath import NotColumnar, run_columnar
 from streams.replay.outcomes import PartitionedStats
@@ -93,7 +93,7 @@ def test_columnar_engine_equals_the_scalar_core(
 
 def test_the_jsonl_reader_gives_the_same_replay(settings: Settings, generated: Path) -> None:
     data = generated.read_bytes()
-    fast = run_backtest_file(settings, generated, data, ["rules", "qtable"])
+    fast = backtest(settings, JsonlFile(generated, data), ["rules", "qtable"])
     scalar = run_backtest(settings, list(read_jsonl(generated)), ["rules", "qtable"], engine="scalar")
     assert fast.engine == "columnar" and fast.records == scalar.records
     assert to_json(fast.report) == to_json(scalar.report)
