@@ -3,8 +3,8 @@
 A source (records in memory, a JSONL file, the scenario's topics) is read as columns for the
 columnar engine, or as records for the per-event one.
 
-Two engines give the same results: the columnar one (`fastpath.py`, risk replays without live
-comparison whose labels simply join their decisions) and the per-event one (`engine.py`, everything).
+Two engines give the same results: the columnar one (`fastpath.py`, risk replays whose labels
+simply join their decisions) and the per-event one (`engine.py`, everything).
 `engine="auto"` takes the columnar one when it applies and says why not otherwise.
 """
 
@@ -153,7 +153,7 @@ def _columnar(
     if engine == "scalar":
         return None, "scalar", 0
     try:
-        check_columnar(replayer.scenario, replayer.specs, replayer.live)
+        check_columnar(replayer.scenario, replayer.specs)
         cols = source.columns(replayer.scenario, progress)
         result = run_columnar(
             replayer.scenario,
@@ -162,6 +162,7 @@ def _columnar(
             cols,
             _after(progress, cols.records),
             replayer.keep_state_keys,
+            replayer.live,
         )
         return result, "columnar", cols.records
     except NotColumnar as exc:

@@ -12,9 +12,10 @@ joined before it.
 
 The result is the scalar engine's (`engine.py`) exactly, which tests/unit/test_replay_columnar.py
 checks event by event. It covers the usual replay: unique transaction ids, every label after its
-transaction and keyed by its account, nothing expiring, rules and epsilon-greedy policies, no live
-comparison. Anything else raises `NotColumnar` with the reason and the scalar engine runs instead:
-early or unknown labels, duplicates and expiry change the join in ways only the per-event
+transaction and keyed by its account, nothing expiring, rules and epsilon-greedy policies; live
+decisions, when given, are looked up by decision id and judged like the others. Anything else
+raises `NotColumnar` with the reason and the scalar engine runs instead: early or unknown labels,
+duplicates and expiry change the join in ways only the per-event
 `PendingDecisions` reproduces.
 """
 
@@ -33,7 +34,15 @@ from streams.core.columnar import Groups, search, uniforms
 from streams.core.learning import update_values
 from streams.core.policies import EpsilonGreedy, RuleBaseline
 from streams.core.table import RECENT_IDS, Row
-from streams.replay.engine import EngineConfig, LiveDecision, PolicyRun, PolicySpec, ReplayResult, copy_table
+from streams.replay.engine import (
+    LIVE,
+    EngineConfig,
+    LiveDecision,
+    PolicyRun,
+    PolicySpec,
+    ReplayResult,
+    copy_table,
+)
 from streams.replay.risk_input import RiskColumns
 from streams.scenarios.risk import (
     ACTIONS,
@@ -57,12 +66,10 @@ class NotColumnar(Exception):
     """This replay needs the scalar engine; the message says why."""
 
 
-def check_columnar(scenario: Any, specs: list[PolicySpec], live: Mapping[str, LiveDecision] | None) -> None:
+def check_columnar(scenario: Any, specs: list[PolicySpec]) -> None:
     """Raise NotColumnar unless the scenario and policies are ones the columnar path computes."""
     if not isinstance(scenario, RiskScenario):
         raise NotColumnar(f"scenario {scenario.name!r}")
-    if live is not None:
-        raise NotColumnar("comparison with live decisions")
     for spec in specs:
         policy = spec.policy
         if isinstance(policy, RuleBaseline) and policy.rule == scenario.baseline:
@@ -78,8 +85,10 @@ def run_columnar(
     cols: RiskColumns,
     progress: Callable[[int], None] | None = None,
     keep_state_keys: bool = False,
+    live: Mapping[str, LiveDecision] | None = None,
 ) -> ReplayResult:
-    """The replay of `cols` for `specs`, as `ReplayEngine.run` computes it (see the module doc)."""
+    """The replay of `cols` for `specs`, as `ReplayEngine.run` computes it (see the module doc);
+    `live`: the logged decisions to compare with, by decision id."""
     tl = _Timeline.of(cols)
     accounts = Groups.of(tl.ev_account)
     label_event = _join(tl, accounts, config)
@@ -100,6 +109,7 @@ def run_columnar(
         run.rewards = array("d", rewards.tobytes())
         run.counts = np.bincount(actions, minlength=len(ACTIONS)).tolist()
         runs.append(run)
+    live_run, live_keys = (None, []) if live is None else _live(scenario, live, tl, fraud)
     counters: Counter[str] = Counter()
     if len(label_event):
         counters["feedback_joined"] = len(label_event)
@@ -114,13 +124,30 @@ def run_columnar(
         event_ts=array("d", tl.ev_ts.tobytes()),
         positive=bytearray(fraud.astype(np.uint8).tobytes()),
         runs=runs,
-        live=None,
-        live_keys=[],
+        live=live_run,
+        live_keys=live_keys,
         counters=counters,
         invalid=cols.invalid,
         config=config,
         state_keys=[STATE_KEYS[i] for i in state.tolist()] if keep_state_keys else None,
     )
+
+
+def _live(
+    scenario: RiskScenario, live: Mapping[str, LiveDecision], tl: _Timeline, fraud: np.ndarray
+) -> tuple[PolicyRun, list[str | None]]:
+    """The logged decision of each event (if the actions topic has one), judged like the others."""
+    logged = list(map(live.get, decision_ids_for(tl.ev_tid)))
+    actions = np.array([-1 if d is None else d.action for d in logged], dtype=np.int8)
+    probs = np.array([0.0 if d is None else d.prob for d in logged])
+    decided = actions >= 0
+    rewards = np.where(decided, scenario.reward_columns(np.maximum(actions, 0), fraud, tl.ev_amount), 0.0)
+    run = PolicyRun(LIVE, len(ACTIONS), tl.events, {})
+    run.actions = array("b", actions.tobytes())
+    run.probs = array("d", probs.tobytes())
+    run.rewards = array("d", rewards.tobytes())
+    run.counts = np.bincount(actions[decided], minlength=len(ACTIONS)).tolist()
+    return run, [None if d is None else d.state_key for d in logged]
 
 
 class _Timeline:

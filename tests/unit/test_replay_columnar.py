@@ -15,7 +15,7 @@ from streams.core.columnar import Groups, count_at_or_before, stable_argsort, un
 from streams.core.policies import EpsilonGreedy
 from streams.core.scenario import Decision, Draw, Observation, draw_digest
 from streams.replay.backtest import Backtest, JsonlFile, backtest, run_backtest
-from streams.replay.engine import EngineConfig, PolicySpec, ReplayEngine
+from streams.replay.engine import EngineConfig, LiveDecision, PolicySpec, ReplayEngine
 from streams.replay.fastpath import NotColumnar, run_columnar
 from streams.replay.outcomes import PartitionedStats
 from streams.replay.report import to_json
@@ -154,10 +154,10 @@ def test_what_only_the_scalar_engine_covers(
     )
 
 
-def test_live_comparison_and_other_policies_use_the_scalar_engine(settings: Settings) -> None:
+def test_other_policies_use_the_scalar_engine(settings: Settings) -> None:
     records = [tx("a", "A", T0), label("a", "A", T0 + 1)]
     assert run_backtest(settings, records, ["softmax"]).engine.startswith("scalar")
-    assert run_backtest(settings, records, ["rules"], live={}).engine.startswith("scalar")
+    assert run_backtest(settings, records, ["rules"], live={}).engine == "columnar"
     assert run_backtest(settings, records, ["rules", "qtable"]).engine == "columnar"
 
 
@@ -386,3 +386,26 @@ def test_transaction_dataclass_is_unchanged() -> None:
         "transaction_id", "account_id", "terminal_id", "amount", "currency", "merchant_category", "country",
         "channel", "event_ts",
     ]  # fmt: skip
+
+
+def test_live_decisions_are_compared_as_the_scalar_engine_does(
+    settings: Settings, records: list[RawRecord]
+) -> None:
+    """Live decisions looked up by decision id: some events without one, some that disagree."""
+    rng = random.Random(3)
+    tids = [orjson.loads(r.value)["transaction_id"] for r in records if r.kind == EVENT]
+    live = {
+        decision_id_for(tid): LiveDecision(
+            rng.randrange(len(ACTIONS)), 0.2 + 0.8 * rng.random(), f"s{rng.randrange(5)}"
+        )
+        for tid in tids
+        if rng.random() < 0.85
+    }
+    fast = run_backtest(settings, records, ["rules", "qtable"], engine="columnar", live=live)
+    scalar = run_backtest(settings, records, ["rules", "qtable"], engine="scalar", live=live)
+    assert fast.result.live is not None and scalar.result.live is not None
+    assert fast.result.live.actions == scalar.result.live.actions
+    assert fast.result.live.rewards == scalar.result.live.rewards
+    assert fast.result.live_keys == scalar.result.live_keys
+    assert 0 < fast.report["rules"]["agreement"]["matched"] < fast.report["rules"]["agreement"]["compared"]
+    assert to_json(fast.report) == to_json(scalar.report)
