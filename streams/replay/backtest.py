@@ -26,7 +26,7 @@ from streams.replay.engine import (
 from streams.replay.fastpath import NotColumnar, check_columnar, run_columnar
 from streams.replay.outcomes import PartitionedStats
 from streams.replay.policies import resolve_all
-from streams.replay.read_ahead import lines_read_ahead
+from streams.replay.read_ahead import ReadAhead
 from streams.replay.report import build_report
 from streams.replay.risk_input import (
     Buffer,
@@ -60,6 +60,8 @@ class Source(Protocol):
 
     def records(self) -> Sequence[RawRecord]: ...
 
+    def close(self) -> None: ...  # what it still holds open (a reading child process)
+
 
 @dataclass(slots=True)
 class RecordList:
@@ -70,6 +72,9 @@ class RecordList:
 
     def records(self) -> Sequence[RawRecord]:
         return self.items
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -85,18 +90,38 @@ class JsonlFile:
     def records(self) -> Sequence[RawRecord]:
         return list(read_jsonl(self.path))
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass(slots=True)
 class Topics:
-    """The scenario's topics over a range: the columnar engine reads each fetch as one buffer."""
+    """The scenario's topics over a range: for the columnar engine a child process reads them
+    (`ReadAhead`, from `start()` on: it overlaps whatever comes before the replay) and sends each
+    fetch as one buffer of lines."""
 
     range: ScenarioRange
+    ahead: ReadAhead | None = None
+
+    def start(self) -> Topics:
+        if self.ahead is None:
+            self.ahead = ReadAhead(self.range)
+        return self
 
     def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
-        return columns_from_lines(scenario, lines_read_ahead(self.range), progress)
+        ahead = self.start().ahead
+        assert ahead is not None
+        self.ahead = None
+        return columns_from_lines(scenario, ahead.lines(), progress)
 
     def records(self) -> Sequence[RawRecord]:
+        self.close()
         return self.range.records()
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
 
 
 def run_backtest(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -274,10 +275,16 @@ def _run(
         # Actions are stamped when live decided, at or after their event's record time: from a time
         # bound on (an offset bound: all of them; decisions the replay does not make are not compared).
         since = Bound(time_ms=lo.time_ms) if lo != OPEN and lo.time_ms is not None else OPEN
-        logged = (read_live_actions(settings, actions, since) or None) if live else None
         total = scenario_range.estimate
         source, what = Topics(scenario_range), f"up to {total:,} records from the topics"
-    with progress_bar(f"replaying {what}", total=2 * total) as advance:
+        if options.get("engine", "auto") != "scalar":
+            source.start()  # reading the events and feedback while the live actions are read
+        try:
+            logged = (read_live_actions(settings, actions, since) or None) if live else None
+        except BaseException:
+            source.close()
+            raise
+    with progress_bar(f"replaying {what}", total=2 * total) as advance, closing(source):
         result = backtest(settings, source, policies, live=logged, progress=advance, **options)
     if not result.records:
         raise _fail("nothing to replay: the range holds no records", 1)

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.partitioning import partition_for
 from streams.core.learning import apply, next_max_of
@@ -42,9 +42,9 @@ LIVE = "live"
 PROGRESS_EVERY = 0x3FFF  # report progress every 16k records
 
 
-@dataclass(frozen=True, slots=True)
-class LiveDecision:
-    """What the live pipeline decided for one decision id (read from the actions topic)."""
+class LiveDecision(NamedTuple):
+    """What the live pipeline decided for one decision id (read from the actions topic; a tuple:
+    a live log holds one per event, millions of them)."""
 
     action: int
     prob: float

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
@@ -24,47 +26,72 @@ def _read(scenario_range: ScenarioRange, conn: Connection) -> None:
         for kind, batch in scenario_range.batches():
             conn.send(EnvelopeLines.of(kind, batch))
         r = scenario_range
-        conn.send(("done", r.events, r.feedback, r.first_ms, r.last_ms, r.feedback_range))
+        conn.send(("done", r.events, r.feedback, r.feedback_range))
     except Exception as exc:  # the parent raises it: a SourceError keeps its message
         conn.send(("error", isinstance(exc, SourceError), f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
 
-def lines_read_ahead(scenario_range: ScenarioRange) -> Iterator[EnvelopeLines]:
-    """The records `scenario_range.batches()` reads, as lines, read by a child process; when they
-    are done `scenario_range` holds the span read (as if it had read them itself)."""
-    # A plain child (`python -m`), not multiprocessing's spawn: that one re-runs the caller's main
-    # module, and a fork would copy librdkafka's threads' state.
-    read_fd, write_fd = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-m", __name__, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,)
-    )
-    os.close(write_fd)
-    receive = Connection(read_fd, writable=False)
-    try:
-        assert child.stdin is not None
-        child.stdin.write(pickle.dumps(scenario_range))
-        child.stdin.close()
+class ReadAhead:
+    """A child process reading `scenario_range.batches()` from the moment this is made; `lines()`
+    gives what it read, and afterwards `scenario_range` holds the ranges read (as if it had read
+    them itself). `close()` stops the child if it is still reading."""
+
+    def __init__(self, scenario_range: ScenarioRange) -> None:
+        # A plain child (`python -m`), not multiprocessing's spawn: that one re-runs the caller's
+        # main module, and a fork would copy librdkafka's threads' state.
+        self.range = scenario_range
+        read_fd, write_fd = os.pipe()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,)
+        )
+        os.close(write_fd)
+        self.receive = Connection(read_fd, writable=False)
+        assert self.child.stdin is not None
+        self.child.stdin.write(pickle.dumps(scenario_range))
+        self.child.stdin.close()
+        # Received by a thread (the pipe's read waits without the GIL): the child never waits for
+        # this process, which may still be busy reading the live actions.
+        self.received: queue.SimpleQueue = queue.SimpleQueue()
+        self.receiver = threading.Thread(target=self._receive, name="replay-receiver", daemon=True)
+        self.receiver.start()
+
+    def _receive(self) -> None:
         while True:
             try:
-                item = receive.recv()
-            except EOFError:
-                raise SourceError(f"the topic reader stopped (exit code {child.wait()})") from None
-            if isinstance(item, EnvelopeLines):
-                yield item
-                continue
-            if item[0] == "error":
-                _, expected, message = item
-                raise SourceError(message if expected else f"reading the topics failed: {message}")
-            _, r = item, scenario_range
-            r.events, r.feedback, r.first_ms, r.last_ms, r.feedback_range = item[1:]
-            return
-    finally:
-        receive.close()
-        if child.poll() is None:
-            child.terminate()
-        child.wait()
+                item = self.receive.recv()
+            except (EOFError, OSError):
+                self.received.put(None)
+                return
+            self.received.put(item)
+            if not isinstance(item, EnvelopeLines):
+                return
+
+    def lines(self) -> Iterator[EnvelopeLines]:
+        try:
+            while True:
+                item = self.received.get()
+                if item is None:
+                    raise SourceError(f"the topic reader stopped (exit code {self.child.wait()})")
+                if isinstance(item, EnvelopeLines):
+                    yield item
+                    continue
+                if item[0] == "error":
+                    _, expected, message = item
+                    raise SourceError(message if expected else f"reading the topics failed: {message}")
+                _, r = item, self.range
+                r.events, r.feedback, r.feedback_range = item[1:]
+                return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.child.poll() is None:
+            self.child.terminate()
+        self.child.wait()
+        self.receiver.join()  # the child's end of the pipe is closed: the receiver has stopped
+        self.receive.close()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, repeat
-from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -26,7 +25,6 @@ from streams.replay.timeline import EVENT, FEEDBACK, RawRecord
 from streams.settings import Settings
 
 KINDS = {"event": EVENT, "feedback": FEEDBACK}
-_MS = itemgetter(1)  # of a (timestamp type, milliseconds) pair
 _EVENT_HEAD = b'{"kind":"event","key":"'
 _FEEDBACK_HEAD = b'{"kind":"feedback","key":"'
 _SIM_TS = b'","sim_ts":'
@@ -111,14 +109,15 @@ def live_decisions(values: Iterable[bytes], actions: tuple[str, ...]) -> dict[st
     """decision id -> what live decided, from action records (first one wins: re-sends are equal)."""
     index = {name: i for i, name in enumerate(actions)}
     out: dict[str, LiveDecision] = {}
+    loads = orjson.loads
     for value in values:
         try:
-            d = orjson.loads(value)
-            decision_id, action = d["decision_id"], index[d["action"]]
-            decision = LiveDecision(action, float(d["prob"]), str(d["state_key"]))
+            d = loads(value)
+            decision_id = d["decision_id"]
+            if decision_id not in out:
+                out[decision_id] = LiveDecision(index[d["action"]], float(d["prob"]), str(d["state_key"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             continue  # not an action record: the report counts only what it can compare
-        out.setdefault(decision_id, decision)
     return out
 
 
@@ -341,8 +340,6 @@ class TopicRead:
     records: list[RawRecord]
     events: int
     feedback: int
-    first_ms: int | None  # record-time span of the events read
-    last_ms: int | None
 
 
 class ScenarioRange:
@@ -364,8 +361,6 @@ class ScenarioRange:
         if start == OPEN and end == OPEN:
             self.feedback_range = resolve_range(settings, self.topics.feedback, OPEN, OPEN)
         self.events = self.feedback = 0
-        self.first_ms: int | None = None
-        self.last_ms: int | None = None
 
     @property
     def estimate(self) -> int:
@@ -379,15 +374,16 @@ class ScenarioRange:
     def batches(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[Message]]]:
         """(EVENT or FEEDBACK, the records of one fetch): all events, then all feedback."""
         events, first, last = 0, None, None
+        span = self.feedback_range is None  # the feedback's range follows the events' record times
         for batch in read_batches(self.settings, self.topics.events, self.event_range, progress):
-            low, high = min(map(Message.timestamp, batch))[1], max(map(Message.timestamp, batch))[1]
-            first = low if first is None else min(first, low)
-            last = high if last is None else max(last, high)
+            if span:
+                low, high = min(map(Message.timestamp, batch))[1], max(map(Message.timestamp, batch))[1]
+                first = low if first is None else min(first, low)
+                last = high if last is None else max(last, high)
             events += len(batch)
             yield EVENT, batch
-        self.events, self.first_ms, self.last_ms = events, first, last
-        self.feedback = 0
-        ranges = self._feedback_range()
+        self.events, self.feedback = events, 0
+        ranges = self._feedback_range(first, last) if span else self.feedback_range
         if not ranges:
             return
         counted = None if progress is None else (lambda n: progress(events + n))
@@ -395,13 +391,15 @@ class ScenarioRange:
             self.feedback += len(batch)
             yield FEEDBACK, batch
 
-    def _feedback_range(self) -> dict[int, tuple[int, int]] | None:
-        if self.feedback_range is None and self.first_ms is not None:
-            fb_start = Bound(time_ms=self.start.time_ms if self.start.time_ms is not None else self.first_ms)
-            stop = self.end.time_ms if self.end.time_ms is not None else (self.last_ms or 0) + 1
-            fb_end = Bound(time_ms=stop + int(self.grace_s * 1000))
-            self.feedback_range = resolve_range(self.settings, self.topics.feedback, fb_start, fb_end)
-        return self.feedback_range if self.first_ms is not None else None
+    def _feedback_range(self, first_ms: int | None, last_ms: int | None) -> dict[int, tuple[int, int]] | None:
+        """The feedback over the events' record-time span (None: no events, no feedback)."""
+        if first_ms is None or last_ms is None:
+            return None
+        fb_start = Bound(time_ms=self.start.time_ms if self.start.time_ms is not None else first_ms)
+        stop = self.end.time_ms if self.end.time_ms is not None else last_ms + 1
+        fb_end = Bound(time_ms=stop + int(self.grace_s * 1000))
+        self.feedback_range = resolve_range(self.settings, self.topics.feedback, fb_start, fb_end)
+        return self.feedback_range
 
     def records(self, progress: Callable[[int], None] | None = None) -> list[RawRecord]:
         return [
@@ -421,7 +419,7 @@ def read_scenario(
     """`ScenarioRange` read once as records."""
     scenario = ScenarioRange(settings, start, end, feedback_grace_s)
     records = scenario.records(progress)
-    return TopicRead(records, scenario.events, scenario.feedback, scenario.first_ms, scenario.last_ms)
+    return TopicRead(records, scenario.events, scenario.feedback)
 
 
 @dataclass(slots=True)
@@ -429,15 +427,15 @@ class EnvelopeLines:
     """Topic records as the JSONL lines `generate_to_jsonl` writes, for the template reader, with
     what gives each line's record back for the lines it does not take.
 
-    A line's `sim_ts` is 0: the template path reads times from the values (a risk record always
-    carries its own), the record path gets the record's timestamp. A key or value holding a newline
+    A line's `sim_ts` is 0 and its record has no time: the columnar replay (risk) reads times from
+    the values, every risk record carries its own (the Kafka timestamp is read only to locate a
+    time range). A key or value holding a newline
     gets the line `{}` instead, which no template matches, and its record is kept in `odd`.
     """
 
     kind: int
     data: bytes
     key_lengths: array  # per line; -1: no key
-    times_ms: array
     odd: dict[int, tuple[bytes | None, bytes | None]]
 
     @classmethod
@@ -458,8 +456,7 @@ class EnvelopeLines:
             key_lengths = array("i", [-1 if k is None else len(k) for k in raw_keys])
         else:
             key_lengths = array("i", map(len, raw_keys))
-        times = array("q", map(_MS, map(Message.timestamp, batch)))
-        return cls(kind, data, key_lengths, times, odd)
+        return cls(kind, data, key_lengths, odd)
 
     def record(self, i: int, line: bytes) -> RawRecord:
         """Line i's record (`line`: its text, without the newline)."""
@@ -469,7 +466,7 @@ class EnvelopeLines:
             at, length = len(_EVENT_HEAD if self.kind == EVENT else _FEEDBACK_HEAD), self.key_lengths[i]
             key = None if length < 0 else line[at : at + length]
             value = line[at + max(length, 0) + len(_MIDDLE) : -1]
-        return RawRecord(self.kind, _text_key(key), value, self.times_ms[i] / 1000.0)
+        return RawRecord(self.kind, _text_key(key), value)
 
 
 def read_live_actions(
@@ -481,4 +478,5 @@ def read_live_actions(
         ranges = resolve_range(settings, topic, start, end)
     except SourceError:
         return {}  # no actions topic: nothing to compare with
-    return live_decisions((rec.value for rec in read_topic(settings, topic, ranges)), actions)
+    batches = read_batches(settings, topic, ranges)
+    return live_decisions(chain.from_iterable(map(Message.value, batch) for batch in batches), actions)
