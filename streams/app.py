@@ -11,6 +11,7 @@ Tables (all keyed and valued by raw bytes we encode ourselves with orjson):
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,9 @@ class Pipeline:
     outcome_stats: faust.GlobalTable
     metrics: Metrics = field(default_factory=Metrics)
     lanes: dict[str, faust.ChannelT] = field(default_factory=dict)
+    # Held by the agents that write the entity tables (decide, join: both write `pending`) from a
+    # batch's table writes until its records are acknowledged: see `register_batch_agent`.
+    entity_writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     states: TableCache[Any] = field(init=False)
     pendings: TableCache[PendingDecisions] = field(init=False)
 

@@ -42,6 +42,8 @@ class Source:
 class BatchAgent:
     """Subclasses implement `handle` for one record; `run` applies it to a batch."""
 
+    writes_entity_tables = True  # the learner writes only its own table
+
     def __init__(self, p: Pipeline) -> None:
         self.p = p
 
@@ -98,7 +100,17 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
             messages = fastlane.take(app, messages)
             if not messages:
                 continue
-            await emit_or_die(p, agent.run(messages), messages)
+            if agent.writes_entity_tables:
+                # Two agents write the same keys (decide and join: an account's pending decisions).
+                # Their batches run and send one at a time, so each key's changelog records are in
+                # the order its values were made. Concurrent sends put them out of order (a join's
+                # transitions are acked before its table wave goes out): the changelog's last value
+                # was then an older one, and the next owner of the partition read a pending set
+                # without a decision made, or with a join undone (a label parked for good).
+                async with p.entity_writes:
+                    await emit_or_die(p, agent.run(messages), messages)
+            else:
+                await emit_or_die(p, agent.run(messages), messages)
             fastlane.ack_all(app, messages)
 
     loop.__name__ = name.replace(".", "_")

@@ -64,9 +64,16 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                 break
             async for tp, message in getmany(timeout=1.0):
                 offset = message.offset
-                r_offset = get_read_offset(tp)
-                if r_offset is not None and offset < r_offset:
-                    continue  # already read (a re-fetch after a seek)
+                lane = tp.topic in lanes
+                if not lane:
+                    r_offset = get_read_offset(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already read (a re-fetch after a seek)
+                # A lane's records are never skipped here: `take` skips those already handled. The
+                # read offset can be stale: records of a fetch made before Faust's end-of-recovery
+                # seek, drained after it (the loop awaits table records in between), set it past the
+                # seek; the re-fetched records were then skipped while that fetch's batch was dropped
+                # (flow stopped), a hole no commit could pass until the next rebalance.
                 before = previous.get(tp)
                 # A gap only between two records of one fetch (compaction, transaction markers). Not
                 # against the read offset as Faust does: after a seek back, a record of a fetch made
@@ -74,8 +81,8 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                 if before is not None and offset - before > 1 and acks_enabled_for(message.topic):
                     await self._add_gap(tp, before + 1, offset)
                 previous[tp] = offset
-                batch = batches.get(tp.topic) if tp.topic in lanes else None
-                if tp.topic in lanes:
+                batch = batches.get(tp.topic) if lane else None
+                if lane:
                     if batch is None:
                         batches[tp.topic] = [message]
                     else:

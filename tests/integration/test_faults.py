@@ -39,7 +39,7 @@ def test_sigkill_and_sigterm_of_workers_under_load(settings: Settings) -> None:
     """Two workers share the partitions; one is SIGKILLed and restarted, then the other is SIGTERMed
     and restarted, all while the generator publishes (~750 events/s with labels)."""
     ensure_topics(settings, settings.topics().all())
-    traffic = Traffic(settings, events=24_000, rate=1_500)
+    traffic = Traffic(settings, events=36_000, rate=1_500)  # 24 s: outlasts both faults on a slow day
     with workers(settings, 2) as fleet:
         traffic.start()
         assert wait_for(lambda: traffic.progress() > 3_000, 30)
