@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class Learner(BatchAgent):
     writes_entity_tables = False
+
     def __init__(self, p: Pipeline) -> None:
         super().__init__(p)
         self.table_rows = RowCache(p.decisions)
