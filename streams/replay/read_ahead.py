@@ -2,9 +2,10 @@
 
 Taking a record out of librdkafka (a `Message` object, its key and value copied) costs about a
 microsecond with the GIL held, so a reading thread does not overlap the parsing; a process does.
-The child sends each fetch as `EnvelopeLines` (one buffer, a few arrays: pickled with one copy)
-and, at the end, the span it read, so this process's `ScenarioRange` can read the same records
-again (the per-event engine after the columnar one declined).
+The child sends each fetch as `EnvelopeLines` (one buffer and the key lengths: pickled with one
+copy) and, at the end, the counts and the feedback range it read, so this process's
+`ScenarioRange` can read the same records again (the per-event engine after the columnar one
+declined).
 """
 
 from __future__ import annotations
