@@ -12,6 +12,7 @@ A batch's messages are acked only after its output is acknowledged by the broker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -94,22 +95,20 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
     fastlane.subscribe(p.app, topic)
     p.lanes[topic.get_topic_name()] = lane
     app = p.app
+    # Two agents write the same keys (decide and join: an account's pending decisions). Their batches
+    # run and send one at a time, so each key's changelog records are in the order its values were
+    # made. Concurrent sends put them out of order (a join's transitions are acked before its table
+    # wave goes out): the changelog's last value was then an older one, and the next owner of the
+    # partition read a pending set without a decision made, or with a join undone (a label parked
+    # for good).
+    in_turn = p.entity_writes if agent.writes_entity_tables else contextlib.nullcontext()
 
     async def loop(stream: Any) -> None:
         async for messages in stream:
             messages = fastlane.take(app, messages)
             if not messages:
                 continue
-            if agent.writes_entity_tables:
-                # Two agents write the same keys (decide and join: an account's pending decisions).
-                # Their batches run and send one at a time, so each key's changelog records are in
-                # the order its values were made. Concurrent sends put them out of order (a join's
-                # transitions are acked before its table wave goes out): the changelog's last value
-                # was then an older one, and the next owner of the partition read a pending set
-                # without a decision made, or with a join undone (a label parked for good).
-                async with p.entity_writes:
-                    await emit_or_die(p, agent.run(messages), messages)
-            else:
+            async with in_turn:
                 await emit_or_die(p, agent.run(messages), messages)
             fastlane.ack_all(app, messages)
 

@@ -259,8 +259,10 @@ def _run(
     from streams.replay.risk_input import count_lines, map_file
     from streams.replay.sources import OPEN, Bound, ScenarioRange, read_actions_jsonl, read_live_actions
     from streams.scenarios import build_scenario
+    from streams.scenarios.risk import RiskScenario
 
-    actions = tuple(build_scenario(settings).actions)
+    scenario = build_scenario(settings)
+    actions = tuple(scenario.actions)
     if input_file is not None:
         data = map_file(input_file)
         logged = read_actions_jsonl(actions_file, actions) if actions_file else None
@@ -277,7 +279,7 @@ def _run(
         since = Bound(time_ms=lo.time_ms) if lo != OPEN and lo.time_ms is not None else OPEN
         total = scenario_range.estimate
         source, what = Topics(scenario_range), f"up to {total:,} records from the topics"
-        if options.get("engine", "auto") != "scalar":
+        if isinstance(scenario, RiskScenario):  # the scenario the columnar engine reads
             source.start()  # reading the events and feedback while the live actions are read
         try:
             logged = (read_live_actions(settings, actions, since) or None) if live else None

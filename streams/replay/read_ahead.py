@@ -81,7 +81,7 @@ class ReadAhead:
                 if item[0] == "error":
                     _, expected, message = item
                     raise SourceError(message if expected else f"reading the topics failed: {message}")
-                _, r = item, self.range
+                r = self.range
                 r.events, r.feedback, r.feedback_range = item[1:]
                 return
         finally:

@@ -39,14 +39,10 @@ from streams.scenarios.risk import (
 
 Buffer = Any  # bytes or a read-only mmap: anything with the buffer protocol, find() and slicing
 _KINDS = {"amount": NUM, "event_ts": NUM, "is_fraud": BOOL, "label_ts": NUM}
-EVENT_LINE = LineTemplate.envelope("event", tuple((n, _KINDS.get(n, STR)) for n in TX_FIELDS))
-LABEL_LINE = LineTemplate.envelope("feedback", tuple((n, _KINDS.get(n, STR)) for n in LABEL_FIELDS))
-EVENT_TOPIC_LINE = LineTemplate.envelope(
-    "event", tuple((n, _KINDS.get(n, STR)) for n in TX_FIELDS), TOPIC_SIM_TS
-)
-LABEL_TOPIC_LINE = LineTemplate.envelope(
-    "feedback", tuple((n, _KINDS.get(n, STR)) for n in LABEL_FIELDS), "0"
-)
+_EVENT_FIELDS = tuple((n, _KINDS.get(n, STR)) for n in TX_FIELDS)
+_LABEL_FIELDS = tuple((n, _KINDS.get(n, STR)) for n in LABEL_FIELDS)
+EVENT_LINE = LineTemplate.envelope("event", _EVENT_FIELDS)
+LABEL_LINE = LineTemplate.envelope("feedback", _LABEL_FIELDS)
 CHUNK_BYTES = 4 << 20  # temporaries stay small enough for the allocator to reuse
 
 
@@ -260,13 +256,19 @@ _LB_EMPTY = {"seq": np.int64, "ts": np.float64, "key": np.int64, "terminal": np.
              "tid": None}  # fmt: skip
 
 
+_EVENT_NUMBERS, _LABEL_NUMBERS = frozenset({"amount", "event_ts"}), frozenset({"label_ts"})
 _TEMPLATES = (  # template, its columns, the numbers to decode, (record time, the event time it repeats)
-    (EVENT_LINE, _Builder.add_events, frozenset({"amount", "event_ts"}), ("sim_ts", "event_ts")),
-    (LABEL_LINE, _Builder.add_labels, frozenset({"label_ts"}), ("sim_ts", "label_ts")),
+    (EVENT_LINE, _Builder.add_events, _EVENT_NUMBERS, ("sim_ts", "event_ts")),
+    (LABEL_LINE, _Builder.add_labels, _LABEL_NUMBERS, ("sim_ts", "label_ts")),
 )
-_TOPIC_TEMPLATES = (  # the lines `EnvelopeLines` writes: their record time is always 0
-    (EVENT_TOPIC_LINE, _Builder.add_events, frozenset({"amount", "event_ts"}), None),
-    (LABEL_TOPIC_LINE, _Builder.add_labels, frozenset({"label_ts"}), None),
+_TOPIC_TEMPLATES = (  # the lines `EnvelopeLines` writes: their record time is always TOPIC_SIM_TS
+    (LineTemplate.envelope("event", _EVENT_FIELDS, TOPIC_SIM_TS), _Builder.add_events, _EVENT_NUMBERS, None),
+    (
+        LineTemplate.envelope("feedback", _LABEL_FIELDS, TOPIC_SIM_TS),
+        _Builder.add_labels,
+        _LABEL_NUMBERS,
+        None,
+    ),
 )
 
 

@@ -256,20 +256,16 @@ def read_batches(
         last_progress = time.monotonic()
         while todo:
             batch = consumer.consume(num_messages=FETCH_RECORDS, timeout=0.5)
+            positions = _positions(consumer, topic, ends)
             if batch:
                 last_progress = time.monotonic()
-                positions = _positions(consumer, topic, ends)
                 kept = _in_range(batch, ends, positions, tombstones)
                 if kept:
                     count += len(kept)
                     yield kept
                 if progress is not None:
                     progress(count)
-                for p, position in positions.items():
-                    if p in todo and position >= todo[p][1]:
-                        del todo[p]
-                        consumer.pause([TopicPartition(topic, p)])  # its next fetches would be dropped
-            _drop_finished(consumer, topic, todo)  # gaps (compaction, transaction markers) end early
+            _drop_finished(consumer, topic, todo, positions)
             if todo and time.monotonic() - last_progress > STALL_S:
                 raise SourceError(f"reading {topic} stalled with partitions {sorted(todo)} unfinished")
     finally:
@@ -314,19 +310,16 @@ def _in_range(
     return batch
 
 
-def _drop_finished(consumer: Consumer, topic: str, todo: dict[int, tuple[int, int]]) -> None:
-    """Partitions whose position reached the end although their last records never came."""
-    if not todo:
-        return
-    done = [
-        tp
-        for tp in consumer.position([TopicPartition(topic, p) for p in todo])
-        if tp.offset >= 0 and tp.offset >= todo[tp.partition][1]
-    ]
-    for tp in done:
-        del todo[tp.partition]
+def _drop_finished(
+    consumer: Consumer, topic: str, todo: dict[int, tuple[int, int]], positions: dict[int, int]
+) -> None:
+    """Partitions consumed to their end (also when their last offsets hold no record: compaction,
+    transaction markers) are done and paused: their next fetches would only be dropped."""
+    done = [p for p in todo if positions[p] >= 0 and positions[p] >= todo[p][1]]
+    for p in done:
+        del todo[p]
     if done:
-        consumer.pause(done)
+        consumer.pause([TopicPartition(topic, p) for p in done])
 
 
 def _text_key(key: bytes | None) -> str | None:
