@@ -9,7 +9,9 @@ actions topic; the same records are written as JSONL. Then, `--runs` times each,
 `agentstream replay` (the topics and the live comparison), all with `-p rules -p qtable --chart
 --json`. Printed per variant: the CLI's own rate (read + parse + replay + report) and the whole
 process (`/usr/bin/time`: start, imports, chart included), medians with min/max, and whether the
-reports of the file and topic replays are byte-identical.
+reports of the file and topic replays are byte-identical. `--baseline DIR` (a checkout of an
+earlier commit, e.g. `git worktree add /tmp/base HEAD~1`) runs the topic variants of that code too,
+in the same rotation, as `base:topic` and `base:topic+live`.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def _live_log(settings: Settings, events: int) -> Iterator[tuple[str, bytes | No
 
 def _run(args: list[str], env: dict[str, str], chart: Path) -> tuple[float, float, str]:
     """(CLI seconds, whole-process seconds, the report line)."""
+    cli = [sys.executable, "-m", "streams.cli"]  # the code on PYTHONPATH (a baseline) or this one
     cmd = [
-        str(Path(sys.executable).with_name("agentstream")),
+        *cli,
         "replay",
         *args,
         "-p",
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf.replay_topic", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=1_000_000, help="generated events (labels come with them)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--baseline", type=Path, help="a checkout of earlier code to run the topic variants of")
     a = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="replay-topic-"))
     base = load_settings(data_dir=work / "data")
@@ -104,26 +108,33 @@ def main(argv: list[str] | None = None) -> int:
                 f"published {sent:,} records ({what}) in {time.perf_counter() - began:.1f}s", file=sys.stderr
             )
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
-        reports: dict[str, set[str]] = {name: set() for name in VARIANTS}
+        base_env = {**env, "PYTHONPATH": str(a.baseline.resolve())} if a.baseline else env
+        variants = {name: (args, env) for name, args in VARIANTS.items()}
+        if a.baseline:
+            variants |= {f"base:{name}": (VARIANTS[name], base_env) for name in ("topic", "topic+live")}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        reports: dict[str, set[str]] = {name: set() for name in variants}
         for k in range(a.runs):
-            for name, args in VARIANTS.items():
+            for name, (args, run_env) in variants.items():
                 args = [*args, str(jsonl)] if args == ["--input"] else args
-                cli, whole, report = _run(args, env, work / f"{name}.png")
+                cli, whole, report = _run(args, run_env, work / f"{name}.png")
                 times[name].append((cli, whole))
                 reports[name].add(hashlib.md5(report.encode()).hexdigest())
                 print(f"run {k + 1} {name}: CLI {cli:.2f}s, whole process {whole:.2f}s", file=sys.stderr)
     print(f"{a.events:,} events, medians of {a.runs} (min - max)")
-    print(f"{'variant':<12} {'CLI s':>24} {'events/s':>10} {'whole s':>24} {'events/s':>10}")
+    print(f"{'variant':<16} {'CLI s':>24} {'events/s':>10} {'whole s':>24} {'events/s':>10}")
     for name, runs in times.items():
         cli, whole = [c for c, _ in runs], [w for _, w in runs]
         print(
-            f"{name:<12} {statistics.median(cli):>8.2f} ({min(cli):.2f} - {max(cli):.2f}) "
+            f"{name:<16} {statistics.median(cli):>8.2f} ({min(cli):.2f} - {max(cli):.2f}) "
             f"{a.events / statistics.median(cli):>10,.0f} {statistics.median(whole):>8.2f} "
             f"({min(whole):.2f} - {max(whole):.2f}) {a.events / statistics.median(whole):>10,.0f}"
         )
     same = len(reports["file"] | reports["topic"]) == 1
     print(f"file and topic reports byte-identical in every run: {same}")
+    if a.baseline:
+        equal = reports["topic+live"] == reports["base:topic+live"]
+        print(f"live reports byte-identical to the baseline's: {equal}")
     return 0 if same else 1
 
 

@@ -24,6 +24,7 @@ from streams.replay.engine import (
     gc_paused,
 )
 from streams.replay.fastpath import NotColumnar, check_columnar, run_columnar
+from streams.replay.live_log import LiveLog
 from streams.replay.outcomes import PartitionedStats
 from streams.replay.policies import resolve_all
 from streams.replay.read_ahead import ReadAhead
@@ -35,7 +36,7 @@ from streams.replay.risk_input import (
     columns_from_records,
     read_columns,
 )
-from streams.replay.sources import ScenarioRange, read_jsonl
+from streams.replay.sources import Bound, ScenarioRange, read_jsonl, read_live_actions
 from streams.replay.timeline import RawRecord, build_timeline
 from streams.scenarios import build_scenario
 from streams.settings import Settings
@@ -54,11 +55,14 @@ class Backtest:
 
 class Source(Protocol):
     """A backtest's input, readable as columns (the columnar engine) and as records (the per-event
-    engine, also after the columnar one declined)."""
+    engine, also after the columnar one declined), and the live decisions to compare with (asked
+    for after the records: a topic reader reads them last)."""
 
     def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns: ...
 
     def records(self) -> Sequence[RawRecord]: ...
+
+    def live(self) -> Mapping[str, LiveDecision] | None: ...
 
     def close(self) -> None: ...  # what it still holds open (a reading child process)
 
@@ -66,12 +70,16 @@ class Source(Protocol):
 @dataclass(slots=True)
 class RecordList:
     items: Sequence[RawRecord]
+    logged: Mapping[str, LiveDecision] | None = None
 
     def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
         return columns_from_records(scenario, self.items, progress)
 
     def records(self) -> Sequence[RawRecord]:
         return self.items
+
+    def live(self) -> Mapping[str, LiveDecision] | None:
+        return self.logged
 
     def close(self) -> None:
         pass
@@ -83,6 +91,7 @@ class JsonlFile:
 
     path: Path
     data: Buffer
+    logged: Mapping[str, LiveDecision] | None = None
 
     def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
         return read_columns(scenario, self.path, progress, self.data)
@@ -90,33 +99,50 @@ class JsonlFile:
     def records(self) -> Sequence[RawRecord]:
         return list(read_jsonl(self.path))
 
+    def live(self) -> Mapping[str, LiveDecision] | None:
+        return self.logged
+
     def close(self) -> None:
         pass
 
 
 @dataclass(slots=True)
 class Topics:
-    """The scenario's topics over a range: for the columnar engine a child process reads them
-    (`ReadAhead`, from `start()` on: it overlaps whatever comes before the replay) and sends each
-    fetch as one buffer of lines."""
+    """The scenario's topics over a range, and the live actions from `live_since` on (None: no
+    live comparison). For the columnar engine a child process reads them (`ReadAhead`, from
+    `start()` on: it overlaps whatever comes before the replay) and sends each fetch as one buffer
+    of lines, then the live log."""
 
     range: ScenarioRange
+    live_since: Bound | None = None
+    actions: tuple[str, ...] = ()
     ahead: ReadAhead | None = None
+    logged: LiveLog | None = None
 
     def start(self) -> Topics:
-        if self.ahead is None:
-            self.ahead = ReadAhead(self.range)
+        if self.ahead is None and self.logged is None:
+            live = None if self.live_since is None else (self.live_since, self.actions)
+            self.ahead = ReadAhead(self.range, live)
         return self
 
     def columns(self, scenario: Any, progress: Callable[[int], None] | None) -> RiskColumns:
         ahead = self.start().ahead
         assert ahead is not None
-        self.ahead = None
         return columns_from_lines(scenario, ahead.lines(), progress)
 
     def records(self) -> Sequence[RawRecord]:
+        self.live()  # what the reading child still has to send, before it is stopped
         self.close()
         return self.range.records()
+
+    def live(self) -> LiveLog | None:
+        if self.logged is None and self.live_since is not None:
+            if self.ahead is not None and self.ahead.live_pending:
+                self.logged = self.ahead.live()
+            else:
+                self.close()
+                self.logged = read_live_actions(self.range.settings, self.actions, self.live_since)
+        return self.logged or None  # an empty log: nothing to compare with
 
     def close(self) -> None:
         if self.ahead is not None:
@@ -125,10 +151,14 @@ class Topics:
 
 
 def run_backtest(
-    settings: Settings, records: Sequence[RawRecord], policies: list[str], **options: Any
+    settings: Settings,
+    records: Sequence[RawRecord],
+    policies: list[str],
+    live: Mapping[str, LiveDecision] | None = None,
+    **options: Any,
 ) -> Backtest:
-    """`backtest` of records in memory."""
-    return backtest(settings, RecordList(records), policies, **options)
+    """`backtest` of records in memory, compared with the `live` decisions if given."""
+    return backtest(settings, RecordList(records, live), policies, **options)
 
 
 def backtest(
@@ -138,7 +168,6 @@ def backtest(
     *,
     learning: bool = True,
     seed: int | None = None,
-    live: Mapping[str, LiveDecision] | None = None,
     ope_method: str = "normal",
     progress: Callable[[int], None] | None = None,
     engine: str = "auto",
@@ -154,11 +183,12 @@ def backtest(
     scenario = build_scenario(settings, stats)
     specs = resolve_all(policies, scenario, settings)
     config = EngineConfig.from_settings(settings, learning=learning, seed=seed)
-    replayer = ReplayEngine(scenario, stats, specs, config, live, keep_state_keys)
+    replayer = ReplayEngine(scenario, stats, specs, config, None, keep_state_keys)
     with gc_paused():
         result, used, n = _columnar(replayer, source, engine, progress)
         if result is None:
             records = source.records()
+            replayer.live = source.live()
             n = len(records)
             timeline = build_timeline(scenario, records, progress)
             result = replayer.run(timeline, _after(progress, n))
@@ -187,7 +217,7 @@ def _columnar(
             cols,
             _after(progress, cols.records),
             replayer.keep_state_keys,
-            replayer.live,
+            source.live,
         )
         return result, "columnar", cols.records
     except NotColumnar as exc:

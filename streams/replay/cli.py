@@ -257,7 +257,7 @@ def _run(
     from streams.progress import progress_bar
     from streams.replay.backtest import JsonlFile, Topics, backtest
     from streams.replay.risk_input import count_lines, map_file
-    from streams.replay.sources import OPEN, Bound, ScenarioRange, read_actions_jsonl, read_live_actions
+    from streams.replay.sources import OPEN, Bound, ScenarioRange, read_actions_jsonl
     from streams.scenarios import build_scenario
     from streams.scenarios.risk import RiskScenario
 
@@ -269,7 +269,7 @@ def _run(
         lines = count_lines(data)
         if not data[:4096].strip() and not bytes(data).strip():
             raise _fail("nothing to replay: the file holds no records", 1)
-        source, total, what = JsonlFile(input_file, data), lines, f"{lines:,} records"
+        source, total, what = JsonlFile(input_file, data, logged), lines, f"{lines:,} records"
     else:
         scenario_range = ScenarioRange(settings, lo, hi, feedback_grace)
         if not scenario_range.estimate:
@@ -278,16 +278,12 @@ def _run(
         # bound on (an offset bound: all of them; decisions the replay does not make are not compared).
         since = Bound(time_ms=lo.time_ms) if lo != OPEN and lo.time_ms is not None else OPEN
         total = scenario_range.estimate
-        source, what = Topics(scenario_range), f"up to {total:,} records from the topics"
+        source = Topics(scenario_range, since if live else None, actions)
+        what = f"up to {total:,} records from the topics"
         if isinstance(scenario, RiskScenario):  # the scenario the columnar engine reads
-            source.start()  # reading the events and feedback while the live actions are read
-        try:
-            logged = (read_live_actions(settings, actions, since) or None) if live else None
-        except BaseException:
-            source.close()
-            raise
+            source.start()  # a child reads the topics (and the live actions) while this one parses
     with progress_bar(f"replaying {what}", total=2 * total) as advance, closing(source):
-        result = backtest(settings, source, policies, live=logged, progress=advance, **options)
+        result = backtest(settings, source, policies, progress=advance, **options)
     if not result.records:
         raise _fail("nothing to replay: the range holds no records", 1)
     return result

@@ -43,6 +43,7 @@ from streams.replay.engine import (
     ReplayResult,
     copy_table,
 )
+from streams.replay.live_log import LiveLog
 from streams.replay.risk_input import RiskColumns
 from streams.scenarios.risk import (
     ACTIONS,
@@ -85,10 +86,11 @@ def run_columnar(
     cols: RiskColumns,
     progress: Callable[[int], None] | None = None,
     keep_state_keys: bool = False,
-    live: Mapping[str, LiveDecision] | None = None,
+    live: Callable[[], Mapping[str, LiveDecision] | None] | None = None,
 ) -> ReplayResult:
     """The replay of `cols` for `specs`, as `ReplayEngine.run` computes it (see the module doc);
-    `live`: the logged decisions to compare with, by decision id."""
+    `live()`: the logged decisions to compare with, by decision id, asked for once the policies
+    have run (a topic reader may still be reading them until then)."""
     tl = _Timeline.of(cols)
     accounts = Groups.of(tl.ev_account)
     label_event = _join(tl, accounts, config)
@@ -109,7 +111,8 @@ def run_columnar(
         run.rewards = array("d", rewards.tobytes())
         run.counts = np.bincount(actions, minlength=len(ACTIONS)).tolist()
         runs.append(run)
-    live_run, live_keys = (None, []) if live is None else _live(scenario, live, tl, fraud)
+    logged = None if live is None else live()
+    live_run, live_keys = (None, []) if logged is None else _live(scenario, logged, tl, fraud)
     counters: Counter[str] = Counter()
     if len(label_event):
         counters["feedback_joined"] = len(label_event)
@@ -137,17 +140,24 @@ def _live(
     scenario: RiskScenario, live: Mapping[str, LiveDecision], tl: _Timeline, fraud: np.ndarray
 ) -> tuple[PolicyRun, list[str | None]]:
     """The logged decision of each event (if the actions topic has one), judged like the others."""
-    logged = list(map(live.get, decision_ids_for(tl.ev_tid)))
-    actions = np.array([-1 if d is None else d.action for d in logged], dtype=np.int8)
-    probs = np.array([0.0 if d is None else d.prob for d in logged])
-    decided = actions >= 0
+    log = LiveLog.of(live)
+    at = np.fromiter(log.positions(decision_ids_for(tl.ev_tid)), dtype=np.int64, count=tl.events)
+    decided = at >= 0
+    found = np.where(decided, at, 0)
+    if len(log):
+        actions = np.where(decided, np.frombuffer(log.actions, dtype=np.int8)[found], -1).astype(np.int8)
+        probs = np.where(decided, np.frombuffer(log.probs)[found], 0.0)
+        codes = np.frombuffer(log.state_codes, dtype=np.int32)[found]
+    else:
+        actions, probs, codes = np.full(tl.events, -1, np.int8), np.zeros(tl.events), found
     rewards = np.where(decided, scenario.reward_columns(np.maximum(actions, 0), fraud, tl.ev_amount), 0.0)
     run = PolicyRun(LIVE, len(ACTIONS), tl.events, {})
     run.actions = array("b", actions.tobytes())
     run.probs = array("d", probs.tobytes())
     run.rewards = array("d", rewards.tobytes())
     run.counts = np.bincount(actions[decided], minlength=len(ACTIONS)).tolist()
-    return run, [None if d is None else d.state_key for d in logged]
+    keys = log.state_keys
+    return run, [keys[c] if d else None for c, d in zip(codes.tolist(), decided.tolist(), strict=True)]
 
 
 class _Timeline:

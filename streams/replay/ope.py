@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
 Target = Sequence[int] | Sequence[Sequence[float]]
 
 
@@ -58,37 +60,62 @@ class LoggedData:
         n = len(self.actions)
         if not len(self.contexts) == len(self.propensities) == len(self.rewards) == n:
             raise ValueError("contexts, actions, propensities and rewards must have the same length")
-        if any(not 0.0 < p <= 1.0 for p in self.propensities):
+        p = np.asarray(self.propensities, dtype=np.float64)
+        if not ((p > 0.0) & (p <= 1.0)).all():
             raise ValueError("propensities must be in (0, 1]")
 
 
 class DirectModel:
-    """Mean reward per (context, action), with fallbacks for pairs the log never saw."""
+    """Mean reward per (context, action), with fallbacks for pairs the log never saw, as a table:
+    one row per distinct context (`codes`: each sample's row), one column per action."""
 
     def __init__(self, log: LoggedData) -> None:
-        sums: dict[tuple[Hashable, int], list[float]] = {}
-        by_action: dict[int, list[float]] = {}
-        for x, a, r in zip(log.contexts, log.actions, log.rewards, strict=True):
-            cell = sums.setdefault((x, a), [0.0, 0.0])
-            cell[0] += r
-            cell[1] += 1.0
-            total = by_action.setdefault(a, [0.0, 0.0])
-            total[0] += r
-            total[1] += 1.0
-        self._cell = {k: s / n for k, (s, n) in sums.items()}
-        self._action = {a: s / n for a, (s, n) in by_action.items()}
-        n = len(log.rewards)
-        self._overall = math.fsum(log.rewards) / n if n else 0.0
+        index: dict[Hashable, int] = {}
+        contexts = log.contexts
+        if isinstance(contexts, np.ndarray) and contexts.dtype.kind in "iu":  # already codes: one sort
+            distinct, self.codes = np.unique(contexts, return_inverse=True)
+            index = dict(zip(distinct.tolist(), range(len(distinct)), strict=True))
+        else:
+            self.codes = np.fromiter(
+                (index.setdefault(x, len(index)) for x in contexts), dtype=np.int64, count=len(contexts)
+            )
+        actions = np.asarray(log.actions, dtype=np.int64)
+        rewards = np.asarray(log.rewards, dtype=np.float64)
+        width = int(actions.max(initial=0)) + 1
+        cells = self.codes * width + actions
+        size = len(index) * width
+        # bincount adds the weights one by one in sample order: the same sums as a running total.
+        sums = np.bincount(cells, weights=rewards, minlength=size)
+        counts = np.bincount(cells, minlength=size)
+        by_action = np.bincount(actions, weights=rewards, minlength=width)
+        action_counts = np.bincount(actions, minlength=width)
+        n = len(rewards)
+        overall = math.fsum(rewards.tolist()) / n if n else 0.0
+        action_mean = np.where(action_counts > 0, by_action / np.maximum(action_counts, 1), overall)
+        cell_mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.tile(action_mean, len(index)))
+        self.width, self.overall, self.action_mean = width, overall, action_mean
+        self.table = cell_mean.reshape(len(index), width)
+        self.index = index
 
     def __call__(self, context: Hashable, action: int) -> float:
-        value = self._cell.get((context, action))
-        if value is None:
-            value = self._action.get(action, self._overall)
-        return value
+        row = self.index.get(context)
+        if not 0 <= action < self.width:
+            return self.overall
+        return float(self.action_mean[action] if row is None else self.table[row, action])
+
+    def at(self, actions: np.ndarray) -> np.ndarray:
+        """q(x_i, actions[i]) for every sample i (actions the log never took: the overall mean)."""
+        known = (actions >= 0) & (actions < self.width)
+        values = self.table[self.codes, np.where(known, actions, 0)]
+        return np.where(known, values, self.overall)
 
 
-def _target_terms(log: LoggedData, target: Target, model: DirectModel) -> tuple[list[float], list[float]]:
+def _target_terms(log: LoggedData, target: Target, model: DirectModel) -> tuple[np.ndarray, np.ndarray]:
     """Per sample: pi(a_logged | x) and sum_a pi(a|x) q(x, a)."""
+    actions = np.asarray(log.actions, dtype=np.int64)
+    if isinstance(target[0], int | np.integer):  # an action per sample
+        chosen = np.asarray(target, dtype=np.int64)
+        return (chosen == actions).astype(np.float64), model.at(chosen)
     pi_logged: list[float] = []
     dm: list[float] = []
     for x, a, t in zip(log.contexts, log.actions, target, strict=True):
@@ -98,18 +125,23 @@ def _target_terms(log: LoggedData, target: Target, model: DirectModel) -> tuple[
         else:
             pi_logged.append(float(t[a]))
             dm.append(math.fsum(p * model(x, b) for b, p in enumerate(t) if p))
-    return pi_logged, dm
+    return np.array(pi_logged), np.array(dm)
 
 
-def _normal(terms: list[float], z: float, value: float | None = None) -> Estimate:
+def _normal(terms: np.ndarray, z: float, value: float | None = None) -> Estimate:
     n = len(terms)
-    mean = math.fsum(terms) / n if value is None else value
+    mean = _fsum(terms) / n if value is None else value
     if n < 2:
         return Estimate(mean, mean, mean, n)
-    centre = math.fsum(terms) / n
-    var = math.fsum((t - centre) ** 2 for t in terms) / (n - 1)
+    centre = _fsum(terms) / n
+    var = _fsum((terms - centre) ** 2) / (n - 1)
     half = z * math.sqrt(var / n)
     return Estimate(mean, mean - half, mean + half, n)
+
+
+def _fsum(values: np.ndarray) -> float:
+    """The correctly rounded sum (math.fsum): independent of the order numpy would add in."""
+    return math.fsum(values.tolist())
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -146,29 +178,29 @@ def evaluate(
         raise ValueError(f"unknown interval method {method!r}: normal | bootstrap")
     model = DirectModel(log)
     pi_logged, dm = _target_terms(log, target, model)
-    w = [pi / p for pi, p in zip(pi_logged, log.propensities, strict=True)]
-    r = log.rewards
-    ips = [wi * ri for wi, ri in zip(w, r, strict=True)]
-    fitted = [model(x, a) for x, a in zip(log.contexts, log.actions, strict=True)]
-    dr = [d + wi * (ri - q) for d, wi, ri, q in zip(dm, w, r, fitted, strict=True)]
-    w_sum = math.fsum(w)
-    snips_value = math.fsum(ips) / w_sum if w_sum > 0 else 0.0
+    r = np.asarray(log.rewards, dtype=np.float64)
+    w = pi_logged / np.asarray(log.propensities, dtype=np.float64)
+    ips = w * r
+    dr = dm + w * (r - model.at(np.asarray(log.actions, dtype=np.int64)))
+    w_sum = _fsum(w)
+    snips_value = _fsum(ips) / w_sum if w_sum > 0 else 0.0
     if method == "bootstrap":
+        w_list, ips_list, dr_list = w.tolist(), ips.tolist(), dr.tolist()
 
         def mean_of(terms: list[float]) -> Any:
             return lambda idx: math.fsum(terms[i] for i in idx) / len(idx)
 
         def snips_of(idx: list[int]) -> float:
-            total = math.fsum(w[i] for i in idx)
-            return math.fsum(ips[i] for i in idx) / total if total > 0 else 0.0
+            total = math.fsum(w_list[i] for i in idx)
+            return math.fsum(ips_list[i] for i in idx) / total if total > 0 else 0.0
 
         return {
-            "ips": _bootstrap(n, mean_of(ips), math.fsum(ips) / n, level, resamples, seed),
+            "ips": _bootstrap(n, mean_of(ips_list), _fsum(ips) / n, level, resamples, seed),
             "snips": _bootstrap(n, snips_of, snips_value, level, resamples, seed + 1),
-            "dr": _bootstrap(n, mean_of(dr), math.fsum(dr) / n, level, resamples, seed + 2),
+            "dr": _bootstrap(n, mean_of(dr_list), _fsum(dr) / n, level, resamples, seed + 2),
         }
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     w_mean = w_sum / n
     # SNIPS by the delta method: the ratio's influence terms are w * (r - V) / mean(w).
-    snips_terms = [wi * (ri - snips_value) / w_mean for wi, ri in zip(w, r, strict=True)] if w_mean else [0.0]
+    snips_terms = w * (r - snips_value) / w_mean if w_mean else np.zeros(1)
     return {"ips": _normal(ips, z), "snips": _normal(snips_terms, z, value=snips_value), "dr": _normal(dr, z)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from itertools import accumulate
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,9 @@ def policy_summary(run: PolicyRun, result: ReplayResult, live: PolicyRun | None)
 
 
 def agreement(run: PolicyRun, live: PolicyRun) -> dict[str, Any]:
-    compared = matched = 0
-    for mine, logged in zip(run.actions, live.actions, strict=True):
-        if logged >= 0:
-            compared += 1
-            matched += mine == logged
+    mine, logged = np.frombuffer(run.actions, dtype=np.int8), np.frombuffer(live.actions, dtype=np.int8)
+    compared = int(np.count_nonzero(logged >= 0))
+    matched = int(np.count_nonzero((mine == logged) & (logged >= 0)))
     return {"compared": compared, "matched": matched, "rate": _ratio(matched, compared)}
 
 
@@ -109,25 +108,28 @@ def ope_section(result: ReplayResult, *, method: str = "normal", seed: int = 0) 
     live = result.live
     if live is None:
         return None
-    idx = [i for i, a in enumerate(live.actions) if a >= 0]
-    if not idx:
+    idx = np.flatnonzero(np.frombuffer(live.actions, dtype=np.int8) >= 0)
+    if not len(idx):
         return None
+    keys = itemgetter(*idx.tolist())(result.live_keys) if len(idx) > 1 else [result.live_keys[idx[0]]]
+    code = {key: i for i, key in enumerate(sorted(set(keys)))}  # state keys as the model's row numbers
     log = LoggedData(
-        contexts=[result.live_keys[i] for i in idx],
-        actions=[live.actions[i] for i in idx],
-        propensities=[live.probs[i] for i in idx],
-        rewards=[live.rewards[i] for i in idx],
+        contexts=np.fromiter(map(code.__getitem__, keys), np.int64, len(idx)),
+        actions=np.frombuffer(live.actions, dtype=np.int8)[idx],
+        propensities=np.frombuffer(live.probs)[idx],
+        rewards=np.frombuffer(live.rewards)[idx],
     )
     n = len(idx)
     out: dict[str, Any] = {
         "logged": n,
         "unit": "mean reward per decision",
-        "live_value": round(math.fsum(log.rewards) / n, DIGITS),
+        "live_value": round(math.fsum(log.rewards.tolist()) / n, DIGITS),
     }
     for run in result.runs:
-        estimates = evaluate(log, [run.actions[i] for i in idx], method=method, seed=seed)
+        target = np.frombuffer(run.actions, dtype=np.int8)[idx]
+        estimates = evaluate(log, target, method=method, seed=seed)
         out[run.label] = {
-            "replayed": round(math.fsum(run.rewards[i] for i in idx) / n, DIGITS),
+            "replayed": round(math.fsum(np.frombuffer(run.rewards)[idx].tolist()) / n, DIGITS),
             **{name: est.to_dict(DIGITS) for name, est in estimates.items()},
         }
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, repeat
@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streams.replay.engine import LiveDecision
+from streams.replay.live_log import LiveLog, parse_actions
 from streams.replay.timeline import EVENT, FEEDBACK, RawRecord
 from streams.settings import Settings
 
@@ -105,29 +105,13 @@ def _general_line(line: bytes, line_no: int, path: Path) -> RawRecord:
     return RawRecord(kind, None if key is None else str(key), raw, float(ts) if ts is not None else None)
 
 
-def live_decisions(values: Iterable[bytes], actions: tuple[str, ...]) -> dict[str, LiveDecision]:
-    """decision id -> what live decided, from action records (first one wins: re-sends are equal)."""
-    index = {name: i for i, name in enumerate(actions)}
-    out: dict[str, LiveDecision] = {}
-    loads = orjson.loads
-    for value in values:
-        try:
-            d = loads(value)
-            decision_id = d["decision_id"]
-            if decision_id not in out:
-                out[decision_id] = LiveDecision(index[d["action"]], float(d["prob"]), str(d["state_key"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # not an action record: the report counts only what it can compare
-    return out
-
-
-def read_actions_jsonl(path: str | Path, actions: tuple[str, ...]) -> dict[str, LiveDecision]:
+def read_actions_jsonl(path: str | Path, actions: tuple[str, ...]) -> LiveLog:
     """Live decisions from a JSONL file of action records (as in the actions topic)."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"no such file: {path}")
     with path.open("rb") as fh:
-        return live_decisions((line for line in fh if line.strip()), actions)
+        return parse_actions((line for line in fh if line.strip()), actions)
 
 
 # --- Kafka ranges --------------------------------------------------------------------------------
@@ -464,12 +448,12 @@ class EnvelopeLines:
 
 def read_live_actions(
     settings: Settings, actions: tuple[str, ...], start: Bound = OPEN, end: Bound = OPEN
-) -> dict[str, LiveDecision]:
+) -> LiveLog:
     """The live decisions in the actions topic (the whole topic unless a record-time span is given)."""
     topic = settings.topics().actions
     try:
         ranges = resolve_range(settings, topic, start, end)
     except SourceError:
-        return {}  # no actions topic: nothing to compare with
+        return LiveLog.of({})  # no actions topic: nothing to compare with
     batches = read_batches(settings, topic, ranges)
-    return live_decisions(chain.from_iterable(map(Message.value, batch) for batch in batches), actions)
+    return parse_actions(chain.from_iterable(map(Message.value, batch) for batch in batches), actions)

@@ -10,8 +10,9 @@ import pytest
 
 from connectors.generate import generate_to_jsonl
 from streams.replay.backtest import run_backtest
+from streams.replay.live_log import parse_actions
 from streams.replay.report import to_json
-from streams.replay.sources import live_decisions, read_jsonl
+from streams.replay.sources import read_jsonl
 from streams.replay.timeline import EVENT, FEEDBACK, RawRecord
 from streams.scenarios.risk import ACTIONS, decision_id_for
 from streams.settings import Settings, load_settings
@@ -126,7 +127,7 @@ def test_replaying_the_live_policy_agrees_with_its_log(settings: Settings, strea
     for tid, a in zip(ids, first.runs[0].actions, strict=True):
         logged.append(orjson.dumps({"decision_id": decision_id_for(tid), "action": ACTIONS[a], "prob": 1.0,
                                     "state_key": "s"}))  # fmt: skip
-    live = live_decisions(logged, ACTIONS)
+    live = parse_actions(logged, ACTIONS)
     report = run_backtest(settings, stream, ["rules", "qtable"], live=live).report
     assert report["rules"]["agreement"] == {"compared": 4_000, "matched": 4_000, "rate": 1.0}
     assert report["live"]["reward"] == report["rules"]["reward"]
