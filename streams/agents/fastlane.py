@@ -28,6 +28,7 @@ from typing import Any
 import faust
 from faust.types import TP, Message
 
+from streams.agents.positions import LanePositions
 from streams.agents.progress import LaneProgress
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,12 @@ def install(app: faust.App, lanes: Mapping[str, faust.ChannelT]) -> None:
     commit positions come from `LaneProgress` (progress.py), not from Faust's acked lists."""
     consumer: Any = app.consumer
     consumer._lane_progress = LaneProgress()
+    consumer._lane_positions = LanePositions()
     consumer._drain_messages = types.MethodType(_make_drain(lanes), consumer)
     consumer._new_offset = types.MethodType(_make_new_offset(lanes, consumer._new_offset), consumer)
     consumer.perform_seek = types.MethodType(_make_perform_seek(lanes), consumer)
+    recovery: Any = app.tables.recovery
+    recovery.on_recovery_completed = _make_on_recovery_completed(consumer, recovery.on_recovery_completed)
 
 
 def progress(app: faust.App) -> LaneProgress:
@@ -56,8 +60,10 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
+        positions: LanePositions = self._lane_positions
         while not (consumer_should_stop() or fetcher_should_stop()):
             batches: dict[str, list[Message]] = {}
+            seeks = positions.seeks
             previous: dict[Any, int] = {}  # partition -> the offset before, in this same fetch
             await asyncio.sleep(0)
             if self.should_stop:
@@ -90,8 +96,10 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                 else:
                     await self.wait_first(callback(message), self.suspend_flow.wait())
                 set_read_offset(tp, offset)
+            if batches and positions.seeks != seeks:
+                await _reseek_moved(self, batches, seeks)
             for topic, messages in batches.items():
-                if not await _hand_over(self, lanes[topic], messages):
+                if not await _hand_over(self, lanes[topic], LaneBatch(messages, seeks)):
                     break  # the flow stopped: these records are fetched again from the committed offsets
 
     return _drain_messages
@@ -127,9 +135,61 @@ def _make_perform_seek(lanes: Mapping[str, faust.ChannelT]) -> Any:
         fresh = [tp for tp, offset in starts.items() if offset is None or offset < 0]
         if fresh:  # nothing committed yet: the group starts at the log start (auto.offset.reset earliest)
             starts.update(await self.earliest_offsets(*fresh))
+        # aiokafka seeks only to committed offsets above 0: the others stay wherever the last fetch
+        # left them, and records fetched before (dropped: see `take`) would never come again.
+        for tp, offset in starts.items():
+            if not committed.get(tp):
+                await self.seek(tp, offset)
+        # At once after the seeks (no await in between): the flow may be open, a batch taken any time.
+        self._lane_positions.repositioned(starts, self.app.consumer_generation_id)
         self._lane_progress.seeked(self.app.consumer_generation_id, starts)
 
     return perform_seek
+
+
+class LaneBatch(list):
+    """A fetch's records of one lane topic, and the number of seeks before it was fetched."""
+
+    __slots__ = ("fetched_after",)
+
+    def __init__(self, messages: list[Message], fetched_after: int) -> None:
+        super().__init__(messages)
+        self.fetched_after = fetched_after
+
+
+def _make_on_recovery_completed(consumer: Any, faust_completed: Any) -> Any:
+    """Faust calls this once a generation's active tables are read to their changelogs' ends; it
+    seeks the partitions to their committed offsets (unless another rebalance began): that seek
+    makes the generation's lanes ready (`LanePositions`)."""
+
+    async def on_recovery_completed(generation_id: int = 0) -> None:
+        positions: LanePositions = consumer._lane_positions
+        positions.completing = generation_id
+        try:
+            await faust_completed(generation_id)
+        finally:
+            positions.completing = None
+
+    return on_recovery_completed
+
+
+async def _reseek_moved(consumer: Any, batches: dict[str, list[Message]], seeks: int) -> None:
+    """A seek came while a fetch was drained: the records of the partitions it moved may be from
+    their old positions or their new ones (which it will not fetch again). They are dropped, and
+    those partitions sought again to where their handling resumes."""
+    positions: LanePositions = consumer._lane_positions
+    moved = set(positions.moved_since({m.tp for ms in batches.values() for m in ms}, seeks))
+    if not moved:
+        return
+    for topic, messages in batches.items():
+        batches[topic] = [m for m in messages if m.tp not in moved]
+    generation, handled = consumer.app.consumer_generation_id, consumer._lane_progress
+    known = handled.base if handled.generation == generation else {}
+    starts = {tp: known[tp] for tp in moved if tp in known}
+    for tp, offset in starts.items():  # the others: a rebalance is on, its recovery's seek moves them
+        await consumer.seek(tp, offset)
+    positions.repositioned(starts, generation)
+    log.info("sought %s again to %s: a fetch spanned a seek", sorted(starts), sorted(starts.values()))
 
 
 async def _hand_over(consumer: Any, lane: faust.ChannelT, messages: list[Message]) -> bool:
@@ -156,8 +216,9 @@ def take(app: faust.App, messages: list[Message]) -> list[Message]:
     """Start a batch: the messages to handle, tracked as in progress (as Faust's stream does for each
     event it takes), so a rebalance or shutdown waits until they are acked.
 
-    A batch fetched before a rebalance, or taken while one runs, is dropped: its partitions may be
-    another worker's now, and the records are fetched again from the committed offsets. Records this
+    A batch fetched before a rebalance or before the tables were recovered, or taken while a
+    rebalance runs, is dropped: its partitions may be another worker's now, or the state it would
+    read is not complete; the records are fetched again from the committed offsets. Records this
     worker already handled and acked in this generation are skipped: Faust seeks its partitions to
     the committed offsets when recovery ends, and a fetch made before that seek is then read twice
     (measured: a batch of 1,000 decided twice after a restart, two committed actions per event in
@@ -168,6 +229,13 @@ def take(app: faust.App, messages: list[Message]) -> list[Message]:
                  messages[0].generation_id, app.consumer_generation_id)  # fmt: skip
         return []
     generation, lane = messages[0].generation_id, progress(app)
+    positions: LanePositions = app.consumer._lane_positions  # type: ignore[attr-defined]
+    fetched_after = getattr(messages, "fetched_after", -1)
+    current = [m for m in messages if positions.current(generation, m.tp, fetched_after)]
+    if len(current) < len(messages):
+        log.info("dropped %d records of %s fetched before the tables were recovered or a seek",
+                 len(messages) - len(current), messages[0].topic)  # fmt: skip
+    messages = current
     fresh = [m for m in messages if not lane.is_handled(generation, m.tp, m.offset)]
     if len(fresh) < len(messages):
         log.info("skipped %d records of %s handled before (fetched again after a seek)",
