@@ -341,8 +341,8 @@ def audit(
     result.accounts = len(expected)
     assert set(stored) == set(expected), f"accounts differ: {set(stored) ^ set(expected)}"
     wrong = [k for k, state in expected.items() if stored[k] != state]
-    assert not wrong, f"{len(wrong)} accounts differ from a recomputation, e.g. {wrong[0]!r}: " + (
-        f"stored {stored[wrong[0]]} != recomputed {expected[wrong[0]]}" if wrong else ""
+    assert not wrong, (
+        f"{len(wrong)} accounts differ from a recomputation; {state_differences(stored, expected, wrong)}"
     )
 
     learned = {loads(r.value)["decision_id"] for r in read_topic(settings, topics.learning)}
@@ -355,6 +355,19 @@ def audit(
     result.table_updates = sum(sum(row["n"]) for row in rows.values())
     assert result.table_updates == result.transitions, f"decision table vs transitions: {result.line()}"
     return result
+
+
+def state_differences(stored: dict[bytes, Any], expected: dict[bytes, Any], wrong: list[bytes]) -> str:
+    """What differs, compactly: how many events each wrong account holds versus the recomputation
+    (n: a lost or doubled update shows as a count difference), and the fields of the first ones."""
+    gaps = Counter(stored[k]["n"] - expected[k]["n"] for k in wrong)
+    lines = [f"stored minus recomputed event counts: {dict(sorted(gaps.items()))}"]
+    for key in wrong[:3]:
+        fields = {
+            f: (stored[key][f], expected[key][f]) for f in expected[key] if stored[key][f] != expected[key][f]
+        }
+        lines.append(f"{key!r} (stored, recomputed): {fields}")
+    return "\n".join(lines)
 
 
 def recompute_states(events: list[Rec]) -> dict[bytes, dict[str, Any]]:
