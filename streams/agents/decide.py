@@ -84,8 +84,6 @@ class Decider(BatchAgent):
         kept = self.kept
         features = decision.features if kept is None else {k: decision.features[k] for k in kept}
         stored = {**action, "features": features, "offset": msg.offset}
-        if pending.done:
-            pending.prune_done(self.first_offset(msg.partition))
         early = pending.take_early(decision_id)
         if early is None:
             pending.add(stored)
@@ -97,6 +95,8 @@ class Decider(BatchAgent):
         if ts > self.watermarks.get(msg.partition, 0.0):
             self.watermarks[msg.partition] = ts
         self._expire(out, pending, self.watermarks[msg.partition], event, self.now)
+        if pending.done:
+            pending.prune_done(self.first_offset(msg.partition))
         p.states.put(key, state, event)
         p.pendings.put(key, pending, event)
         action["ingest_ts"] = msg.timestamp

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
+from streams.agents import fastlane
 from streams.agents.batch import BatchAgent, register_batch_agent
 from streams.agents.outbox import Outbox
 from streams.agents.views import PartitionSlice
@@ -46,7 +47,17 @@ def emit_transition(
 class Joiner(BatchAgent):
     def run(self, events: list[EventT]) -> Outbox:
         self.now = time.time()
+        self.decided: dict[int, int | None] = {}
         return super().run(events)
+
+    def decided_before(self, partition: int) -> int | None:
+        """The events partition's handled position: every event before it has its action in Kafka,
+        so judged decisions before it need not be kept for a redelivery (None: not known yet)."""
+        if partition not in self.decided:
+            app = self.p.app
+            events = TP(self.p.names.events, partition)
+            self.decided[partition] = fastlane.progress(app).position(app.consumer_generation_id, events)
+        return self.decided[partition]
 
     def handle(self, event: EventT, out: Outbox) -> None:
         p, scenario = self.p, self.p.scenario
@@ -61,6 +72,9 @@ class Joiner(BatchAgent):
         p.metrics.inc(f"feedback_{status.value}")
         if status is JoinStatus.JOINED and stored is not None:
             emit_transition(p, out, stored, outcome, event)
+            position = self.decided_before(msg.partition)
+            if position is not None:
+                pending.prune_done(position)
 
 
 def register_join(p: Pipeline) -> None:

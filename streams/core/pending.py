@@ -16,9 +16,6 @@ from typing import Any
 import orjson
 
 RECENT_JOINED = 64
-MAX_DONE = 16
-
-
 MAX_EARLY = 256
 
 
@@ -37,9 +34,11 @@ class PendingDecisions:
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     early: dict[str, tuple[str, float]] = field(default_factory=dict)  # decision id -> (outcome, wall ts)
-    # Judged decisions, kept until their action is surely in Kafka (see `prune_done`): a crash can
-    # leave a decision in the changelog, joined, without its action, and its event's redelivery
-    # must then find it to emit the same action again.
+    # Judged (joined or expired) decisions, kept until their action is surely in Kafka (see
+    # `prune_done`): a crash can leave a decision in the changelog without its action, the label
+    # can be joined before the event comes again, and the redelivery must then find the decision to
+    # emit the same action. No count cap: a restart's feedback backlog joined 16+ decisions of one
+    # account before its events were redelivered, and the evicted ones lost their actions.
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     _encoded: dict[str, orjson.Fragment] = field(default_factory=dict, repr=False, compare=False)
     _oldest: float = field(default=float("inf"), repr=False, compare=False)
@@ -55,15 +54,15 @@ class PendingDecisions:
         return self.open.get(decision_id) or self.done.get(decision_id)
 
     def keep(self, decision: dict[str, Any]) -> None:
-        """Keep a judged decision for its event's possible redelivery (at most MAX_DONE)."""
+        """Keep a judged decision for its event's possible redelivery, until `prune_done` passes it."""
         self.done[decision["decision_id"]] = decision
-        if len(self.done) > MAX_DONE:
-            del self.done[next(iter(self.done))]
 
     def prune_done(self, before_offset: int) -> None:
-        """Forget judged decisions of events before `before_offset` (the first offset of the batch
-        being decided in their partition): those events were committed or their batch flushed."""
-        self.done = {k: d for k, d in self.done.items() if d.get("offset", -1) >= before_offset}
+        """Forget judged decisions of events before `before_offset`: the events partition's handled
+        position (every event before it has its action acknowledged), e.g. the first offset of the
+        batch being decided there. What stays is bounded by the events not yet handled."""
+        if self.done:
+            self.done = {k: d for k, d in self.done.items() if d.get("offset", -1) >= before_offset}
 
     def join(self, decision_id: str, outcome: str, now: float) -> tuple[JoinStatus, dict[str, Any] | None]:
         """Match an outcome (its raw JSON text) with its decision, or park it until the decision."""
@@ -111,6 +110,7 @@ class PendingDecisions:
             del self.open[decision["decision_id"]]
             self._encoded.pop(decision["decision_id"], None)
             self._remember(decision["decision_id"])
+            self.keep(decision)
         self._oldest = min((d["event_ts"] for d in self.open.values()), default=float("inf"))
         return expired
 

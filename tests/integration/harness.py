@@ -88,9 +88,9 @@ class Fleet:
         for proc in self.procs.values():
             stop(proc)
 
-    def tails(self) -> str:
+    def tails(self, chars: int = 6000) -> str:
         return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log"))
+            f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log"))
         )
 
 
@@ -105,6 +105,9 @@ def workers(
             fleet.start(slot)
         fleet.wait_ready(timeout_s)
         yield fleet
+    except BaseException:
+        print(fleet.tails())  # shown by pytest with the failure
+        raise
     finally:
         fleet.close()
 

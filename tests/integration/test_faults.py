@@ -90,6 +90,9 @@ def test_state_recovers_from_the_changelog_with_rocksdb_intact_and_deleted(setti
         deleted_s = fleet.restart(0)
         assert traffic.is_alive()
         result = audit(settings, traffic.finish(), traffic.label_ids)
+    except BaseException:
+        print(fleet.tails())
+        raise
     finally:
         fleet.close()
     report(f"restart with RocksDB intact ({intact_s:.1f} s) and deleted ({deleted_s:.1f} s)", result)

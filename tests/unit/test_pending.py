@@ -59,3 +59,18 @@ def test_bytes_round_trip_keeps_everything() -> None:
     assert PendingDecisions.from_bytes(again.to_bytes()).to_bytes() == again.to_bytes()
     assert [d["decision_id"] for d in again.expire(watermark=10.0, ttl_s=5.0)] == ["b"]
     assert not PendingDecisions.from_bytes(None)
+
+
+def test_judged_decisions_stay_until_their_events_are_handled() -> None:
+    """After a crash the feedback backlog can judge many decisions of an account before its events
+    are redelivered: each must still be found then, joined or expired, until the position passes."""
+    pending = PendingDecisions()
+    for i in range(40):
+        pending.add({**decision(f"d{i}", float(i)), "offset": 100 + i})
+    for i in range(39):
+        assert pending.join(f"d{i}", "{}", now=0.0)[0] is JoinStatus.JOINED
+    assert [d["decision_id"] for d in pending.expire(watermark=1000.0, ttl_s=1.0)] == ["d39"]
+    assert all(pending.stored(f"d{i}") is not None for i in range(40))
+    pending.prune_done(120)  # events before offset 120 have their actions in Kafka
+    assert pending.stored("d19") is None and pending.stored("d20") is not None
+    assert PendingDecisions.from_bytes(pending.to_bytes()).stored("d39") is not None
