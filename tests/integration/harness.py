@@ -4,6 +4,7 @@ the audit that proves the guarantees (nothing lost, nothing applied twice) from 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -59,7 +60,10 @@ class Fleet:
             "AGENTSTREAM_DATA_DIR": str(self.state_dir(slot)),
             "AGENTSTREAM_METRICS_DIR": str(metrics_dir(self.settings)),
         }
-        self.procs[slot] = spawn_worker(env | self.env, self.log(slot))
+        # AGENTSTREAM_TEST_WORKER_LOGLEVEL=info: the workers' logs (kept in pytest's tmp_path) say
+        # which batches the lanes dropped or skipped and when partitions moved.
+        level = os.environ.get("AGENTSTREAM_TEST_WORKER_LOGLEVEL", "warning")
+        self.procs[slot] = spawn_worker(env | self.env, self.log(slot), "--loglevel", level)
         return self.procs[slot]
 
     def stop(self, slot: int, sig: int = signal.SIGTERM) -> int:
