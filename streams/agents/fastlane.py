@@ -181,8 +181,12 @@ async def _reseek_moved(consumer: Any, batches: dict[str, list[Message]], seeks:
     moved = set(positions.moved_since({m.tp for ms in batches.values() for m in ms}, seeks))
     if not moved:
         return
-    for topic, messages in batches.items():
-        batches[topic] = [m for m in messages if m.tp not in moved]
+    for topic, messages in list(batches.items()):
+        kept = [m for m in messages if m.tp not in moved]
+        if kept:
+            batches[topic] = kept
+        else:  # an empty batch crashed the agent taking it (measured: IndexError in `take`)
+            del batches[topic]
     generation, handled = consumer.app.consumer_generation_id, consumer._lane_progress
     known = handled.base if handled.generation == generation else {}
     starts = {tp: known[tp] for tp in moved if tp in known}
@@ -223,6 +227,8 @@ def take(app: faust.App, messages: list[Message]) -> list[Message]:
     the committed offsets when recovery ends, and a fetch made before that seek is then read twice
     (measured: a batch of 1,000 decided twice after a restart, two committed actions per event in
     exactly-once mode)."""
+    if not messages:
+        return []
     if not app.flow_control.is_active() or messages[0].generation_id != app.consumer_generation_id:
         log.info("dropped %d records of %s (%s..%s) fetched before a rebalance (generation %s, now %s)",
                  len(messages), messages[0].tp, messages[0].offset, messages[-1].offset,
