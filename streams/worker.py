@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from streams import taskdump
 from streams.settings import Settings
 
 CLEAN_MARKER = "clean-shutdown"
@@ -45,7 +46,12 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     trust_local_tables(tabledir)
     declare_topics(pipeline)
     logging.getLogger("faust").setLevel(loglevel.upper())
-    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+
+    class Worker(faust.Worker):
+        def _on_sigusr2(self) -> None:  # mode's opens pdb on the worker's stdin
+            taskdump.log_state(pipeline.app)
+
+    worker = Worker(pipeline.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

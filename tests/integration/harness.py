@@ -97,6 +97,14 @@ class Fleet:
             f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log"))
         )
 
+    def dump_stacks(self) -> None:
+        """Live workers write their threads' stacks and their asyncio tasks' await chains to their
+        logs: where a stalled worker waits."""
+        for proc in self.live():
+            proc.send_signal(signal.SIGUSR1)  # every thread's stack (mode)
+            proc.send_signal(signal.SIGUSR2)  # every task's await chain (streams/taskdump.py)
+        time.sleep(2)
+
 
 @contextlib.contextmanager
 def workers(
@@ -110,6 +118,8 @@ def workers(
         fleet.wait_ready(timeout_s)
         yield fleet
     except BaseException:
+        fleet.dump_stacks()
+        print(f"full worker logs (with their stacks) in {fleet.logs}")
         print(fleet.tails())  # shown by pytest with the failure
         raise
     finally:
@@ -250,7 +260,21 @@ def wait_drained(settings: Settings, timeout_s: float = 120.0, markers: bool = F
             return group_lag(settings, inputs, markers) == 0 or unread_committed(settings, inputs) == 0
         return group_lag(settings, inputs) == 0
 
-    assert wait_for(drained, timeout_s, 0.5), f"lag {group_lag(settings, inputs)} after {timeout_s}s"
+    assert wait_for(drained, timeout_s, 0.5), (
+        f"lag {group_lag(settings, inputs)} after {timeout_s}s: {behind(settings, inputs)}"
+    )
+
+
+def behind(settings: Settings, topics: Collection[str]) -> dict[str, tuple[int, int]]:
+    """'topic-partition' -> (committed offset, end offset) of the app group's partitions not at their end."""
+    consumer = Consumer(settings.confluent_config(**{"group.id": settings.app_id, "log_level": 3}))
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        ends = {f"{tp.topic}-{tp.partition}": consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        committed = {f"{tp.topic}-{tp.partition}": tp.offset for tp in consumer.committed(tps, timeout=10)}
+        return {k: (committed[k], end) for k, end in ends.items() if committed[k] < end}
+    finally:
+        consumer.close()
 
 
 def _where(settings: Settings, topic: str, event_ids: set[str]) -> dict[int, tuple[int, int, int]]:

@@ -1,0 +1,30 @@
+"""The task dump follows a task's await chain down to the future it waits on."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.taskdump import dump_tasks
+
+
+async def _inner(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def _outer(event: asyncio.Event) -> None:
+    await _inner(event)
+
+
+def test_the_dump_names_the_innermost_await_of_a_waiting_task() -> None:
+    async def main() -> str:
+        event = asyncio.Event()
+        task = asyncio.create_task(_outer(event), name="stuck")
+        await asyncio.sleep(0)
+        dump = dump_tasks()
+        event.set()
+        await task
+        return dump
+
+    dump = asyncio.run(main())
+    stuck = dump.split("task stuck:")[1].split("task ")[0]
+    assert "in _outer" in stuck and "in _inner" in stuck and "in wait" in stuck
