@@ -25,8 +25,8 @@ class FakeConsumer:
         self._lane_progress = LaneProgress()
         self.sought: dict[TP, int] = {}
 
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.sought[tp] = offset
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.sought.update(partitions)
 
 
 def record(tp: TP, offset: int) -> Any:
