@@ -96,6 +96,12 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                 else:
                     await self.wait_first(callback(message), self.suspend_flow.wait())
                 set_read_offset(tp, offset)
+            if batches and not positions.settled.is_set():
+                # A seek is under way: records fetched meanwhile may be from the new positions, which
+                # `take` would drop as fetched before it and nothing would fetch again (measured: an
+                # exactly-once restart that never got the rest of a partition). Once it is done they
+                # are dropped here and their partitions sought again.
+                await positions.settled.wait()
             if batches and positions.seeks != seeks:
                 await _reseek_moved(self, batches, seeks)
             for topic, messages in batches.items():
@@ -126,6 +132,14 @@ def _make_perform_seek(lanes: Mapping[str, faust.ChannelT]) -> Any:
     lane partition starts (Faust itself records an offset of 0 as unknown)."""
 
     async def perform_seek(self: Any) -> None:
+        settled = self._lane_positions.settled
+        settled.clear()
+        try:
+            await _seek_to_committed(self)
+        finally:
+            settled.set()
+
+    async def _seek_to_committed(self: Any) -> None:
         committed = await self.seek_to_committed()
         self._read_offset.update(
             {tp: offset if offset is not None and offset >= 0 else None for tp, offset in committed.items()}

@@ -12,6 +12,7 @@ again. Seeks are counted; each batch carries the count from before its fetch beg
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from faust.types import TP
@@ -25,6 +26,11 @@ class LanePositions:
         self.positioned_at: dict[TP, int] = {}  # partition -> the seek count right after its last seek
         self.ready_generation: int | None = None  # tables recovered and partitions positioned
         self.completing: int | None = None  # the generation whose recovery is ending (its seek next)
+        # Cleared while a seek of several partitions runs (aiokafka moves them one by one, awaiting
+        # the broker in between, before `repositioned` is told): a fetch that ends meanwhile may hold
+        # records from the new positions, yet counts as fetched before the seek.
+        self.settled = asyncio.Event()
+        self.settled.set()
 
     def repositioned(self, tps: Iterable[TP], generation: int) -> None:
         """`tps` were just seeked; the seek that ends a recovery makes the generation ready."""

@@ -99,9 +99,10 @@ def test_state_recovers_from_the_changelog_with_rocksdb_intact_and_deleted(setti
 
 
 @pytest.mark.xfail(
-    reason="open (issue 4): in about 1 run of 12 (3 of 36 on 2026-11-24, under load) the restarted "
-    "worker never receives the rest of one events partition after the SIGKILL (committed 225 of 1,630, "
-    "agents idle, fetcher polling, nothing dropped); the failure prints the partitions behind and the "
+    reason="open (issue 4): before 4fffbc9, in 3 of 36 runs the restarted worker never received the "
+    "rest of one events partition after the SIGKILL (agents idle, fetcher polling, nothing dropped); "
+    "suspected cause fixed there (re-seeks ran aiokafka's seek from the wrong thread), 0 failures in "
+    "16 runs since; kept until more runs confirm. A failure prints the partitions behind and the "
     "workers' SIGUSR2 state dump",
     strict=False,
 )

@@ -51,3 +51,32 @@ def test_moved_partitions_are_dropped_sought_again_and_emptied_topics_removed() 
     }
     assert consumer.sought == {EVENTS1: 20, FEEDBACK0: 5}
     assert positions.moved_since([EVENTS1, FEEDBACK0], seeks + 1) == [EVENTS1, FEEDBACK0]
+
+
+class SeekingConsumer(FakeConsumer):
+    """Records whether the lanes counted as settled while aiokafka's positions moved."""
+
+    def __init__(self, generation: int, committed: dict[TP, int]) -> None:
+        super().__init__(generation)
+        self.committed = committed
+        self._read_offset: dict[TP, int | None] = {}
+        self._committed_offset: dict[TP, int | None] = {}
+        self.settled_during_seek: bool | None = None
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        await asyncio.sleep(0)  # aiokafka awaits the coordinator between the partitions' seeks
+        self.settled_during_seek = self._lane_positions.settled.is_set()
+        return self.committed
+
+
+def test_a_seek_to_the_committed_offsets_is_a_window_fetches_wait_out() -> None:
+    from streams.agents.fastlane import _make_perform_seek
+
+    consumer = SeekingConsumer(generation=3, committed={EVENTS0: 7, EVENTS1: 9})
+    perform_seek = _make_perform_seek({"risk.events": None})  # type: ignore[dict-item]
+    positions = consumer._lane_positions
+    before = positions.seeks
+    asyncio.run(perform_seek(consumer))
+    assert consumer.settled_during_seek is False  # a fetch ending meanwhile waits, then is re-sought
+    assert positions.settled.is_set() and positions.seeks == before + 1
+    assert consumer._lane_progress.position(3, EVENTS1) == 9
