@@ -101,6 +101,7 @@ def _make_drain(lanes: Mapping[str, faust.ChannelT]) -> Any:
                 # `take` would drop as fetched before it and nothing would fetch again (measured: an
                 # exactly-once restart that never got the rest of a partition). Once it is done they
                 # are dropped here and their partitions sought again.
+                log.info("a fetch ended during a seek: waiting for it to re-seek what it moved")
                 await positions.settled.wait()
             if batches and positions.seeks != seeks:
                 await _reseek_moved(self, batches, seeks)

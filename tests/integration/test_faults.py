@@ -98,14 +98,6 @@ def test_state_recovers_from_the_changelog_with_rocksdb_intact_and_deleted(setti
     report(f"restart with RocksDB intact ({intact_s:.1f} s) and deleted ({deleted_s:.1f} s)", result)
 
 
-@pytest.mark.xfail(
-    reason="open (issue 4): before 4fffbc9, in 3 of 36 runs the restarted worker never received the "
-    "rest of one events partition after the SIGKILL (agents idle, fetcher polling, nothing dropped); "
-    "suspected cause fixed there (re-seeks ran aiokafka's seek from the wrong thread), 0 failures in "
-    "16 runs since; kept until more runs confirm. A failure prints the partitions behind and the "
-    "workers' SIGUSR2 state dump",
-    strict=False,
-)
 def test_exactly_once_mode_commits_one_action_per_event(settings: Settings) -> None:
     """processing_guarantee=exactly_once: a read_committed reader sees exactly one action per event,
     also when the worker is SIGKILLed mid-run (its open transactions are aborted) and restarted."""
