@@ -376,7 +376,8 @@ def audit(
         f"{len(wrong)} accounts differ from a recomputation; {state_differences(stored, expected, wrong)}"
     )
 
-    learned = {loads(r.value)["decision_id"] for r in read_topic(settings, topics.learning)}
+    transitions = [(r.partition, r.offset, loads(r.value)) for r in read_topic(settings, topics.learning)]
+    learned = {t["decision_id"] for _, _, t in transitions}
     rows = latest_values(settings, f"{settings.app_id}-decisions-changelog")
     result.transitions = len(learned)
     if label_ids is not None:
@@ -384,8 +385,29 @@ def audit(
         assert not unjoined, f"{len(unjoined)} labels never became a transition; {result.line()}"
         assert len(learned) == len(set(label_ids)), f"transitions without a label: {result.line()}"
     result.table_updates = sum(sum(row["n"]) for row in rows.values())
-    assert result.table_updates == result.transitions, f"decision table vs transitions: {result.line()}"
+    assert result.table_updates == result.transitions, (
+        f"decision table vs transitions: {result.line()}; {row_differences(rows, transitions)}"
+    )
     return result
+
+
+def row_differences(rows: dict[bytes, Any], transitions: list[tuple[int, int, dict]]) -> str:
+    """Which decision-table rows hold fewer or more updates than their distinct transitions, with
+    the learning partitions and offsets those came from and what the row says it applied."""
+    by_row: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for partition, offset, t in transitions:
+        by_row[t["state_key"]].setdefault(t["decision_id"], (partition, offset))
+    lines = []
+    for state_key, seen in by_row.items():
+        row = rows.get(state_key.encode(), {})
+        stored = sum(row.get("n", []))
+        if stored != len(seen):
+            spots = sorted(seen.values())
+            lines.append(
+                f"{state_key}: {stored} updates for {len(seen)} transitions (learning partition, offset: "
+                f"first {spots[:2]}, last {spots[-2:]}); row applied {row.get('a')}"
+            )
+    return f"{len(lines)} rows differ: " + " | ".join(lines[:5])
 
 
 def state_differences(stored: dict[bytes, Any], expected: dict[bytes, Any], wrong: list[bytes]) -> str:
