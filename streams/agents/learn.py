@@ -8,6 +8,7 @@ learning partition and the recent decision ids, so a re-delivered transition is 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,6 +23,8 @@ from streams.core.table import Row
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
+
+log = logging.getLogger(__name__)
 
 
 class Learner(BatchAgent):
@@ -57,11 +60,21 @@ class Learner(BatchAgent):
         if settings.discount > 0 and transition.next_state_key:
             next_key = transition.next_state_key
             next_max = next_max_of(self.own.get(next_key) or self.table_rows.get(next_key))
+        source = f"{msg.topic}:{msg.partition}"
         applied = apply(
             row, transition, index, alpha=settings.learning_rate, gamma=settings.discount,
-            next_max=next_max, source=f"{msg.topic}:{msg.partition}", offset=msg.offset,
+            next_max=next_max, source=source, offset=msg.offset,
         )  # fmt: skip
         p.metrics.inc("learning_updates" if applied else "learning_duplicates")
+        if not applied and not row.seen(transition.decision_id):
+            # Skipped by a high-water mark (offset or origin), not by its id: a repeat whose id the
+            # row no longer remembers, or a record handled out of its partition's order.
+            p.metrics.inc("learning_skipped_unseen")
+            log.info(
+                "transition %s (%s@%d, origin %s@%s) skipped: row %s has applied %s, origins %s",
+                transition.decision_id, source, msg.offset, transition.origin, transition.origin_offset,
+                transition.state_key, row.applied.get(source), row.origins.get(transition.origin or ""),
+            )  # fmt: skip
         if applied:
             self.changed[transition.state_key] = (row, event)
 
