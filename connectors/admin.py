@@ -83,6 +83,31 @@ def record_count(settings: Settings, topic: str) -> int:
     return sum(high - low for low, high in end_offsets(settings, topic).values())
 
 
+def group_offsets(
+    settings: Settings,
+    topics: Collection[str],
+    group: str | None = None,
+    consumer: Consumer | None = None,
+) -> list[tuple[TopicPartition, int, int]]:
+    """(partition holding the group's committed offset, low watermark, high watermark) for the
+    `settings.partitions` partitions of each topic; the group defaults to the app's (`app_id`). It
+    never joins the group. A caller that asks often can pass its own `consumer` (configured with
+    the group's `group.id`)."""
+    own = consumer is None
+    if consumer is None:
+        conf = {"group.id": group or settings.app_id, "log_level": 3}
+        consumer = Consumer(settings.confluent_config(**conf))
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        return [
+            (tp, *consumer.get_watermark_offsets(tp, timeout=10, cached=False))
+            for tp in consumer.committed(tps, timeout=10)
+        ]
+    finally:
+        if own:
+            consumer.close()
+
+
 def group_lag(
     settings: Settings,
     topics: Collection[str],
@@ -90,26 +115,14 @@ def group_lag(
     group: str | None = None,
     consumer: Consumer | None = None,
 ) -> int:
-    """Records of `topics` not yet committed by a consumer group (default: the app's, `app_id`):
-    end offset minus committed offset (or the low watermark when nothing is committed), summed over
-    the `settings.partitions` partitions of each topic. It never joins the group.
+    """Records of `topics` not yet committed by a consumer group (see `group_offsets`): end offset
+    minus committed offset (or the low watermark when nothing is committed), summed.
 
     With `markers` (exactly-once: the topic is written in transactions) a partition whose committed
-    offset is one short of its end counts as drained: that last offset is a commit marker. A caller
-    that asks often can pass its own `consumer` (configured with the group's `group.id`).
+    offset is one short of its end counts as drained: that last offset is a commit marker.
     """
-    own = consumer is None
-    if consumer is None:
-        conf = {"group.id": group or settings.app_id, "log_level": 3}
-        consumer = Consumer(settings.confluent_config(**conf))
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
-        lag = 0
-        for tp in consumer.committed(tps, timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            behind = high - max(tp.offset, low)
-            lag += 0 if markers and behind == 1 and tp.offset > 0 else behind
-        return lag
-    finally:
-        if own:
-            consumer.close()
+    lag = 0
+    for tp, low, high in group_offsets(settings, topics, group, consumer):
+        behind = high - max(tp.offset, low)
+        lag += 0 if markers and behind == 1 and tp.offset > 0 else behind
+    return lag

@@ -250,8 +250,6 @@ def take(app: faust.App, messages: list[Message]) -> list[Message]:
     the committed offsets when recovery ends, and a fetch made before that seek is then read twice
     (measured: a batch of 1,000 decided twice after a restart, two committed actions per event in
     exactly-once mode)."""
-    if not messages:
-        return []
     if not app.flow_control.is_active() or messages[0].generation_id != app.consumer_generation_id:
         log.info("dropped %d records of %s (%s..%s) fetched before a rebalance (generation %s, now %s)",
                  len(messages), messages[0].tp, messages[0].offset, messages[-1].offset,

@@ -61,8 +61,7 @@ class PendingDecisions:
         """Forget judged decisions of events before `before_offset`: the events partition's handled
         position (every event before it has its action acknowledged), e.g. the first offset of the
         batch being decided there. What stays is bounded by the events not yet handled."""
-        if self.done:
-            self.done = {k: d for k, d in self.done.items() if d.get("offset", -1) >= before_offset}
+        self.done = {k: d for k, d in self.done.items() if d.get("offset", -1) >= before_offset}
 
     def join(self, decision_id: str, outcome: str, now: float) -> tuple[JoinStatus, dict[str, Any] | None]:
         """Match an outcome (its raw JSON text) with its decision, or park it until the decision."""

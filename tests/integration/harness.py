@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.admin import group_lag  # also re-exported: tests import it from here
+from connectors.admin import group_lag, group_offsets  # group_lag re-exported: tests import it from here
 from connectors.collect import collect_values, wait_for
 from connectors.generate import RiskGenerator
 from connectors.process import spawn_worker, stop
@@ -97,6 +97,13 @@ class Fleet:
             f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log"))
         )
 
+    def show_failure(self) -> None:
+        """For a failed test: the live workers' stacks into their logs, and the logs' tails printed
+        (pytest shows them with the failure)."""
+        self.dump_stacks()
+        print(f"full worker logs (with their stacks) in {self.logs}")
+        print(self.tails())
+
     def dump_stacks(self) -> None:
         """Live workers write their threads' stacks and their asyncio tasks' await chains to their
         logs: where a stalled worker waits."""
@@ -118,9 +125,7 @@ def workers(
         fleet.wait_ready(timeout_s)
         yield fleet
     except BaseException:
-        fleet.dump_stacks()
-        print(f"full worker logs (with their stacks) in {fleet.logs}")
-        print(fleet.tails())  # shown by pytest with the failure
+        fleet.show_failure()
         raise
     finally:
         fleet.close()
@@ -267,14 +272,11 @@ def wait_drained(settings: Settings, timeout_s: float = 120.0, markers: bool = F
 
 def behind(settings: Settings, topics: Collection[str]) -> dict[str, tuple[int, int]]:
     """'topic-partition' -> (committed offset, end offset) of the app group's partitions not at their end."""
-    consumer = Consumer(settings.confluent_config(**{"group.id": settings.app_id, "log_level": 3}))
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
-        ends = {f"{tp.topic}-{tp.partition}": consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-        committed = {f"{tp.topic}-{tp.partition}": tp.offset for tp in consumer.committed(tps, timeout=10)}
-        return {k: (committed[k], end) for k, end in ends.items() if committed[k] < end}
-    finally:
-        consumer.close()
+    return {
+        f"{tp.topic}-{tp.partition}": (tp.offset, high)
+        for tp, _, high in group_offsets(settings, topics)
+        if tp.offset < high
+    }
 
 
 def _where(settings: Settings, topic: str, event_ids: set[str]) -> dict[int, tuple[int, int, int]]:

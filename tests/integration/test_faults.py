@@ -112,7 +112,7 @@ def test_state_recovers_from_the_changelog_with_rocksdb_intact_and_deleted(setti
         with learner_gap_known():
             result = audit(settings, traffic.finish(), traffic.label_ids)
     except BaseException:
-        print(fleet.tails())
+        fleet.show_failure()
         raise
     finally:
         fleet.close()
