@@ -239,10 +239,10 @@ def _at_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
     return all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions)
 
 
-def latest_values(settings: Settings, topic: str) -> dict[bytes, Any]:
+def latest_values(settings: Settings, topic: str, records: list[Rec] | None = None) -> dict[bytes, Any]:
     """The latest decoded value per key of a (compacted) changelog; a key must live in one partition."""
     latest: dict[bytes, tuple[int, Any]] = {}
-    for rec in read_topic(settings, topic):
+    for rec in read_topic(settings, topic) if records is None else records:
         assert rec.key is not None
         seen = latest.get(rec.key)
         assert seen is None or seen[0] == rec.partition, f"{rec.key!r} in two partitions"
@@ -380,7 +380,8 @@ def audit(
 
     transitions = [(r.partition, r.offset, loads(r.value)) for r in read_topic(settings, topics.learning)]
     learned = {t["decision_id"] for _, _, t in transitions}
-    rows = latest_values(settings, f"{settings.app_id}-decisions-changelog")
+    history = read_topic(settings, f"{settings.app_id}-decisions-changelog")
+    rows = latest_values(settings, f"{settings.app_id}-decisions-changelog", history)
     result.transitions = len(learned)
     if label_ids is not None:
         unjoined = {decision_id_for(t) for t in label_ids} - learned
@@ -388,7 +389,9 @@ def audit(
         assert len(learned) == len(set(label_ids)), f"transitions without a label: {result.line()}"
     result.table_updates = sum(sum(row["n"]) for row in rows.values())
     assert result.table_updates == result.transitions, (
-        f"decision table vs transitions: {result.line()}; {row_differences(rows, transitions)}"
+        f"decision table vs transitions: {result.line()}; {row_differences(rows, transitions)}; "
+        f"{row_regressions(history)}; learner skips of unseen ids: "
+        f"{result.counters.get('learning_skipped_unseen', 0)}"
     )
     return result
 
@@ -410,6 +413,25 @@ def row_differences(rows: dict[bytes, Any], transitions: list[tuple[int, int, di
                 f"first {spots[:2]}, last {spots[-2:]}); row applied {row.get('a')}"
             )
     return f"{len(lines)} rows differ: " + " | ".join(lines[:5])
+
+
+def row_regressions(history: list[Rec]) -> str:
+    """Decision-table writes that did not build on the row's previous write (version not above it):
+    a learner that started from a stale copy of the row and overwrote an update."""
+    last: dict[bytes, tuple[int, dict]] = {}
+    found = []
+    for rec in history:
+        if rec.key is None or rec.value is None:
+            continue
+        row = loads(rec.value)
+        before = last.get(rec.key)
+        if before is not None and row.get("v", 0) <= before[1].get("v", 0):
+            found.append(
+                f"{rec.key.decode()}@{rec.partition}:{rec.offset} v{row.get('v')} a{row.get('a')} "
+                f"after @{before[0]} v{before[1].get('v')} a{before[1].get('a')}"
+            )
+        last[rec.key] = (rec.offset, row)
+    return f"{len(found)} writes not above the previous version: " + " | ".join(found[:6])
 
 
 def state_differences(stored: dict[bytes, Any], expected: dict[bytes, Any], wrong: list[bytes]) -> str:
