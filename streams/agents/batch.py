@@ -73,6 +73,7 @@ class BatchAgent:
         # table changes must go out (and be acked) with its own batch.
         p.states.write_through(out)
         p.pendings.write_through(out)
+        out.store_puts()
         return out
 
 

