@@ -408,9 +408,13 @@ def row_differences(rows: dict[bytes, Any], transitions: list[tuple[int, int, di
         stored = sum(row.get("n", []))
         if stored != len(seen):
             spots = sorted(seen.values())
+            remembered = set(row.get("r", []))  # the row's last 256 applied decision ids
+            oldest = min((seen[d] for d in remembered if d in seen), default=spots[-1])
+            unapplied = sorted(spot for d, spot in seen.items() if spot >= oldest and d not in remembered)
             lines.append(
                 f"{state_key}: {stored} updates for {len(seen)} transitions (learning partition, offset: "
-                f"first {spots[:2]}, last {spots[-2:]}); row applied {row.get('a')}"
+                f"first {spots[:2]}, last {spots[-2:]}; not among the row's recent ids: {unapplied[:4]}); "
+                f"row applied {row.get('a')}"
             )
     return f"{len(lines)} rows differ: " + " | ".join(lines[:5])
 
