@@ -19,9 +19,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
-from streams.replay.live_log import LiveLog
 from streams.replay.sources import Bound, EnvelopeLines, ScenarioRange, SourceError, read_live_actions
+
+if TYPE_CHECKING:
+    from streams.replay.live_log import LiveLog
 
 LiveRequest = tuple[Bound, tuple[str, ...]]  # the live actions from this bound, by these action names
 
