@@ -34,6 +34,7 @@ from streams.core.columnar import Groups, search, uniforms
 from streams.core.learning import update_values
 from streams.core.policies import EpsilonGreedy, RuleBaseline
 from streams.core.table import RECENT_IDS, Row
+from streams.replay.draws import PARALLEL_MIN_EVENTS, DrawDigests
 from streams.replay.engine import (
     LIVE,
     EngineConfig,
@@ -47,6 +48,7 @@ from streams.replay.live_log import LiveLog
 from streams.replay.risk_input import RiskColumns
 from streams.scenarios.risk import (
     ACTIONS,
+    DECISION_ID_PREFIX,
     STATE_KEYS,
     RiskScenario,
     TxColumns,
@@ -54,7 +56,6 @@ from streams.scenarios.risk import (
     baseline_code,
     decision_id_for,
     decision_ids_for,
-    draw_digests_for,
     state_index_columns,
     terminal_label_columns,
     terminal_risk_columns,
@@ -92,6 +93,10 @@ def run_columnar(
     `live()`: the logged decisions to compare with, by decision id, asked for once the policies
     have run (a topic reader may still be reading them until then)."""
     tl = _Timeline.of(cols)
+    draws = None
+    if any(isinstance(spec.policy, EpsilonGreedy) for spec in specs):  # hashed while the join is planned
+        parallel = tl.events >= PARALLEL_MIN_EVENTS
+        draws = DrawDigests(DECISION_ID_PREFIX, tl.ev_tid, _draw_salt(config), parallel)
     accounts = Groups.of(tl.ev_account)
     label_event = _join(tl, accounts, config)
     state, rule = _perceive(tl, cols, accounts, config.partitions)
@@ -101,8 +106,9 @@ def run_columnar(
     for spec in specs:
         run = PolicyRun(spec.label, len(ACTIONS), tl.events, copy_table(spec.table))
         if isinstance(spec.policy, EpsilonGreedy):
+            assert draws is not None
             actions, probs = _learner(spec.policy, run, config, tl, state, label_event, fraud, scenario,
-                                      progress)  # fmt: skip
+                                      draws, progress)  # fmt: skip
         else:
             actions, probs = rule, np.ones(tl.events)
         rewards = scenario.reward_columns(actions, fraud, tl.ev_amount)
@@ -319,14 +325,14 @@ def _learner(
     label_event: np.ndarray,
     fraud: np.ndarray,
     scenario: RiskScenario,
+    draws: DrawDigests,
     progress: Callable[[int], None] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sequential part, one step per label: the learner's choices only change when a label
     updates a row, and a row only learns from decisions made in its own state (gamma is not used:
     labels carry no next state). So the loop runs over labels, keeping each state's greedy action
     after every update; an event's greedy action is then its state's after the labels before it."""
-    salt = b"" if config.seed is None else f"\x1f{config.seed}".encode()
-    u1, u2 = uniforms(draw_digests_for(tl.ev_tid, salt), tl.events, 2)
+    u1, u2 = uniforms(draws.result(), tl.events, 2)
     forced = policy.pick_columns(np.full(tl.events, -1), u1, u2)[0]  # explored action, or -1: greedy
     rows: list[Row | None] = [run.table.get(key) for key in STATE_KEYS]
     history = [[0 if row is None else row.best()] for row in rows]  # greedy action after k updates
@@ -339,6 +345,11 @@ def _learner(
     flat = np.array([g for h in history for g in h], dtype=np.int64)
     greedy = flat[offsets[state] + updates_before]
     return policy.pick_columns(greedy, u1, u2)
+
+
+def _draw_salt(config: EngineConfig) -> bytes:
+    """What `--seed` appends to each decision id before its draw (see `Draw`)."""
+    return b"" if config.seed is None else f"\x1f{config.seed}".encode()
 
 
 def _labels_before(tl: _Timeline, state: np.ndarray, label_event: np.ndarray) -> np.ndarray:

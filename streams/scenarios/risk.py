@@ -123,22 +123,22 @@ class Label:
         return {name: getattr(self, name) for name in LABEL_FIELDS}
 
 
-_DECISION_ID_PREFIX = ("risk",)
+DECISION_ID_PREFIX = ("risk",)
 
 
 def decision_id_for(transaction_id: str) -> str:
     """The one decision id of a transaction: the decide path and the feedback join both use it."""
-    return stable_id(*_DECISION_ID_PREFIX, transaction_id)
+    return stable_id(*DECISION_ID_PREFIX, transaction_id)
 
 
 def decision_ids_for(transaction_ids: list[bytes]) -> list[str]:
     """`decision_id_for` of many UTF-8 encoded transaction ids at once."""
-    return stable_ids(_DECISION_ID_PREFIX, transaction_ids)
+    return stable_ids(DECISION_ID_PREFIX, transaction_ids)
 
 
 def draw_digests_for(transaction_ids: list[bytes], salt: bytes = b"") -> bytes:
     """The digests of `Draw(decision_id_for(tid) + salt)` for many transaction ids, concatenated."""
-    return draw_digests_of_ids(_DECISION_ID_PREFIX, transaction_ids, salt)
+    return draw_digests_of_ids(DECISION_ID_PREFIX, transaction_ids, salt)
 
 
 # --- validation helpers (shared by events and labels) --------------------------------------------

@@ -15,6 +15,7 @@ from streams.core.columnar import Groups, count_at_or_before, stable_argsort, un
 from streams.core.policies import EpsilonGreedy
 from streams.core.scenario import Decision, Draw, Observation, draw_digest
 from streams.replay.backtest import Backtest, JsonlFile, backtest, run_backtest
+from streams.replay.draws import DrawDigests
 from streams.replay.engine import EngineConfig, LiveDecision, PolicySpec, ReplayEngine
 from streams.replay.fastpath import NotColumnar, run_columnar
 from streams.replay.outcomes import PartitionedStats
@@ -25,6 +26,7 @@ from streams.replay.template import _numbers
 from streams.replay.timeline import EVENT, FEEDBACK, RawRecord, build_timeline
 from streams.scenarios.risk import (
     ACTIONS,
+    DECISION_ID_PREFIX,
     MAX_TERMINALS,
     STATE_KEYS,
     RiskScenario,
@@ -316,6 +318,16 @@ def test_draws_in_bulk_are_draw_uniforms() -> None:
         draw = Draw(decision_id_for(tid.decode()) + "\x1f7")
         assert (draw.uniform(), draw.uniform()) == (a, b)
     assert len(draw_digest("x")) == 64
+
+
+def test_draws_hashed_in_a_child_process_are_the_same_bytes() -> None:
+    tids = [f"t{i}".encode() for i in range(3000)] + ["é".encode(), b""]
+    expected = draw_digests_for(tids, b"\x1f7")
+    in_child = DrawDigests(DECISION_ID_PREFIX, tids, b"\x1f7", parallel=True)
+    assert in_child.child is not None  # the child really ran
+    assert in_child.result() == expected
+    assert in_child.result() == expected  # asked again (a second learning policy): kept
+    assert DrawDigests(DECISION_ID_PREFIX, tids, b"\x1f7", parallel=False).result() == expected
 
 
 def test_epsilon_greedy_pick_in_columns_is_pick() -> None:
