@@ -10,8 +10,10 @@ simply join their decisions) and the per-event one (`engine.py`, everything).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +53,7 @@ class Backtest:
     records: int
     specs: list[PolicySpec]
     engine: str = "scalar"  # which engine ran, and why not the columnar one
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, in their order
 
 
 class Source(Protocol):
@@ -184,16 +187,29 @@ def backtest(
     specs = resolve_all(policies, scenario, settings)
     config = EngineConfig.from_settings(settings, learning=learning, seed=seed)
     replayer = ReplayEngine(scenario, stats, specs, config, None, keep_state_keys)
+    seconds: dict[str, float] = {}
     with gc_paused():
-        result, used, n = _columnar(replayer, source, engine, progress)
+        result, used, n = _columnar(replayer, source, engine, progress, seconds)
         if result is None:
-            records = source.records()
-            replayer.live = source.live()
-            n = len(records)
-            timeline = build_timeline(scenario, records, progress)
-            result = replayer.run(timeline, _after(progress, n))
-        report = build_report(result, ope_method=ope_method, seed=seed or 0)
-    return Backtest(result, report, n, specs, used)
+            with _timed(seconds, "read + parse"):
+                records = source.records()
+                replayer.live = source.live()
+                n = len(records)
+                timeline = build_timeline(scenario, records, progress)
+            with _timed(seconds, "replay"):
+                result = replayer.run(timeline, _after(progress, n))
+        with _timed(seconds, "report"):
+            report = build_report(result, ope_method=ope_method, seed=seed or 0)
+    return Backtest(result, report, n, specs, used, seconds)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - began
 
 
 def _after(progress: Callable[[int], None] | None, n: int) -> Callable[[int], None] | None:
@@ -202,23 +218,29 @@ def _after(progress: Callable[[int], None] | None, n: int) -> Callable[[int], No
 
 
 def _columnar(
-    replayer: ReplayEngine, source: Source, engine: str, progress: Callable[[int], None] | None
+    replayer: ReplayEngine,
+    source: Source,
+    engine: str,
+    progress: Callable[[int], None] | None,
+    seconds: dict[str, float],
 ) -> tuple[ReplayResult | None, str, int]:
     """(result, which engine, records read) of the columnar engine, or (None, why not, 0)."""
     if engine == "scalar":
         return None, "scalar", 0
     try:
         check_columnar(replayer.scenario, replayer.specs)
-        cols = source.columns(replayer.scenario, progress)
-        result = run_columnar(
-            replayer.scenario,
-            replayer.specs,
-            replayer.config,
-            cols,
-            _after(progress, cols.records),
-            replayer.keep_state_keys,
-            source.live,
-        )
+        with _timed(seconds, "read + parse"):
+            cols = source.columns(replayer.scenario, progress)
+        with _timed(seconds, "replay"):
+            result = run_columnar(
+                replayer.scenario,
+                replayer.specs,
+                replayer.config,
+                cols,
+                _after(progress, cols.records),
+                replayer.keep_state_keys,
+                source.live,
+            )
         return result, "columnar", cols.records
     except NotColumnar as exc:
         if engine == "columnar":

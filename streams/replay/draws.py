@@ -26,6 +26,7 @@ class DrawDigests:
     def __init__(self, prefix: tuple[str, ...], lasts: list[bytes], salt: bytes, parallel: bool) -> None:
         self.args = (prefix, lasts, salt)
         self.digests: bytes | None = None
+        self.from_child = False  # whether the child's digests were used (else hashed here)
         self.child: subprocess.Popen[bytes] | None = None
         if not parallel:
             return
@@ -53,11 +54,14 @@ class DrawDigests:
         if self.digests is None:
             prefix, lasts, salt = self.args
             if self.child is not None:
-                out, _ = self.child.communicate()
-                self.feeder.join()
+                self.feeder.join()  # the child reads all its input before it writes
+                assert self.child.stdout is not None
+                out = self.child.stdout.read()
+                self.child.stdout.close()
+                self.child.wait()
                 self.child = None
                 if len(out) == len(lasts) * DRAW_DIGEST_SIZE:
-                    self.digests = out
+                    self.digests, self.from_child = out, True
             if self.digests is None:
                 self.digests = draw_digests_of_ids(prefix, lasts, salt)
         return self.digests
