@@ -9,6 +9,7 @@ following each coroutine's `cr_await` (and async generators' `ag_await`) down to
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -24,9 +25,19 @@ def await_chain(awaitable: Any) -> list[str]:
             chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
         inner = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
         if inner is None and frame is None:
-            chain.append(repr(awaitable)[:200])  # a future, or a C-level awaitable
+            inner = _wrapped_coroutine(awaitable)
+            if inner is None:
+                chain.append(repr(awaitable)[:200])  # a future, or a C-level awaitable
         awaitable = inner
     return chain
+
+
+def _wrapped_coroutine(awaitable: Any) -> Any:
+    """The coroutine behind a `coroutine_wrapper` (what `coro.__await__()` returns: Faust awaits an
+    agent's coroutine through one, so the agents' own frames were missing from the dumps)."""
+    if type(awaitable).__name__ != "coroutine_wrapper":
+        return None
+    return next((ref for ref in gc.get_referents(awaitable) if asyncio.iscoroutine(ref)), None)
 
 
 def dump_tasks() -> str:

@@ -28,3 +28,31 @@ def test_the_dump_names_the_innermost_await_of_a_waiting_task() -> None:
     dump = asyncio.run(main())
     stuck = dump.split("task stuck:")[1].split("task ")[0]
     assert "in _outer" in stuck and "in _inner" in stuck and "in wait" in stuck
+
+
+class _Actor:
+    """Awaits a coroutine through its `__await__` wrapper, as Faust's agent actors do."""
+
+    def __init__(self, coro: object) -> None:
+        self.coro = coro
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.coro.__await__()  # type: ignore[attr-defined]
+
+
+async def _through_actor(event: asyncio.Event) -> None:
+    await _Actor(_outer(event))
+
+
+def test_the_dump_follows_an_agent_awaited_through_a_wrapper() -> None:
+    async def main() -> str:
+        event = asyncio.Event()
+        task = asyncio.create_task(_through_actor(event), name="actor")
+        await asyncio.sleep(0)
+        dump = dump_tasks()
+        event.set()
+        await task
+        return dump
+
+    actor = asyncio.run(main()).split("task actor:")[1].split("task ")[0]
+    assert "in _through_actor" in actor and "in _inner" in actor and "in wait" in actor
