@@ -141,6 +141,20 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
+def bound_fetch_wait(app: faust.App, fetch_max_wait_ms: int) -> None:
+    """Faust makes its aiokafka consumer with fetch_max_wait_ms=1500 and no setting for it; this sets
+    it on the consumer as it is made (before it starts its fetcher)."""
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+    make = thread._create_worker_consumer
+
+    def _create_worker_consumer(transport: Any) -> Any:
+        consumer = make(transport)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        return consumer
+
+    thread._create_worker_consumer = _create_worker_consumer
+
+
 def build_pipeline(settings: Settings) -> Pipeline:
     """Create the worker's app with its topics and tables, and register the agents on it."""
     app = create_app(settings)
@@ -181,6 +195,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
     register_agents(pipeline)
     fastlane.install(app, pipeline.lanes)
+    bound_fetch_wait(app, settings.fetch_max_wait_ms)
     # Faust parks table changelog writes in a buffer of 100 by default and stalls every stream
     # while it is over that ("producer buffer full"); one batch writes up to a few per record.
     app.producer.buffer.max_messages = 4 * settings.batch_size

@@ -75,6 +75,10 @@ class Settings:
     worker_compression: str = "none"
     producer_acks: str = "all"
     producer_max_batch_bytes: int = 1_048_576
+    # How long the broker may hold a fetch with no new records. aiokafka sends no new fetch to a
+    # broker while one is in flight, so a partition whose records were just handled can wait this
+    # long for its next ones; Faust hard-codes 1,500 ms.
+    fetch_max_wait_ms: int = 100
 
     # --- decision and learning ----------------------------------------------------------------
     policy: str = "qtable"  # qtable | softmax | thompson | rules

@@ -50,10 +50,11 @@ def dump_tasks() -> str:
 
 def log_state(app: Any) -> None:
     log.warning("asyncio tasks:\n%s", dump_tasks())
-    try:
-        log.warning("consumer partitions:\n%s", consumer_state(app))
-    except Exception as exc:  # a debugging aid must not take the worker down
-        log.warning("consumer partitions: unavailable (%r)", exc)
+    for title, state in (("consumer partitions", consumer_state), ("producer", producer_state)):
+        try:
+            log.warning("%s:\n%s", title, state(app))
+        except Exception as exc:  # a debugging aid must not take the worker down
+            log.warning("%s: unavailable (%r)", title, exc)
 
 
 def consumer_state(app: Any) -> str:
@@ -76,4 +77,25 @@ def consumer_state(app: Any) -> str:
             f"read_offset={consumer._read_offset.get(tp)} "
             f"committed={consumer._committed_offset.get(tp)}"
         )
+    return "\n".join(lines)
+
+
+def producer_state(app: Any) -> str:
+    """aiokafka's sender sends one request per broker at a time and one batch per partition: an emit
+    that never completes shows here as a batch waiting in the accumulator, a muted partition whose
+    batch never came back, or a broker with a request in flight."""
+    producer = app.producer._producer
+    sender = producer._sender
+    waiting = producer._message_accumulator._batches
+    lines = [
+        f"in flight to brokers: {sorted(sender._in_flight)}",
+        f"muted partitions: {sorted(f'{tp.topic}-{tp.partition}' for tp in sender._muted_partitions)}",
+    ]
+    for tp, batches in sorted(waiting.items()):
+        if batches:
+            first = batches[0]
+            lines.append(
+                f"waiting {tp.topic}-{tp.partition}: {len(batches)} batch(es), first lingers "
+                f"{first.remaining_linger() or 0.0:.3f}s more, expired={first.expired()}"
+            )
     return "\n".join(lines)

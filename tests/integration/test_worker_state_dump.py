@@ -1,5 +1,5 @@
 """SIGUSR2 makes a running worker log its asyncio tasks' await chains and its partitions' consumer
-state (mode's default opens a debugger on stdin), and the worker carries on."""
+state and its producer's (mode's default opens a debugger on stdin), and the worker carries on."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def test_sigusr2_logs_tasks_and_partition_positions(settings: Settings) -> None:
         proc = fleet.procs[0]
         proc.send_signal(signal.SIGUSR2)
         log = fleet.log(0)
-        assert wait_for(lambda: "consumer partitions:" in log.read_text(errors="replace"), 10, 0.2)
+        assert wait_for(lambda: "in flight to brokers:" in log.read_text(errors="replace"), 10, 0.2)
         time.sleep(0.5)
         text = log.read_text(errors="replace")
         events = settings.topics().events
         assert "asyncio tasks:" in text and "in _drain_messages" in text
         assert f"{events}-0: position=" in text
+        assert "muted partitions: []" in text  # the producer's state: nothing stuck in an idle worker
         assert proc.poll() is None, "the worker must keep running"
