@@ -7,6 +7,8 @@ Tables (all keyed and valued by raw bytes we encode ourselves with orjson):
               decide agent reads per event; one writer per row (the learn agent owning its key).
 - `outcome_stats` GlobalTable in memory: scenario side statistics learned from outcomes (for risk,
               fraud counts per terminal), keyed "<key>|<partition>" so each partition has one writer.
+- `learned`   RocksDB, co-partitioned with the learning topic: every decision id the learner applied,
+              and where (learning partition, offset, row), so a repeat of it is never applied again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from faust.types import Message
 
 from streams.agents import fastlane
 from streams.agents.cache import TableCache, register_invalidation
-from streams.agents.outbox import Outbox
+from streams.agents.outbox import Outbox, changelog_name
 from streams.agents.transactions import commit_batch
 from streams.agents.views import PartitionSum
 from streams.codecs import DLQ_MAX_RECORD, dumps, loads
@@ -69,6 +71,7 @@ class Pipeline:
     pending: faust.Table
     decisions: faust.GlobalTable
     outcome_stats: faust.GlobalTable
+    learned: faust.Table  # decision id -> where the learner applied it (see agents/learn.py)
     metrics: Metrics = field(default_factory=Metrics)
     lanes: dict[str, faust.ChannelT] = field(default_factory=dict)
     # Held by the agents that write the entity tables (decide, join: both write `pending`) from a
@@ -76,6 +79,7 @@ class Pipeline:
     entity_writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     states: TableCache[Any] = field(init=False)
     pendings: TableCache[PendingDecisions] = field(init=False)
+    learned_ids: TableCache[list[Any] | None] = field(init=False)
 
     def __post_init__(self) -> None:
         scenario = self.scenario
@@ -85,14 +89,19 @@ class Pipeline:
 
         self.states = TableCache(self.entities, decode_state, lambda st: dumps(scenario.state_to_dict(st)))
         self.pendings = TableCache(self.pending, PendingDecisions.from_bytes, PendingDecisions.to_bytes)
-        register_invalidation(self.app, self.states, self.pendings)
+        self.learned_ids = TableCache(self.learned, lambda raw: None if raw is None else loads(raw), dumps)
+        register_invalidation(self.app, self.states, self.pendings, self.learned_ids)
 
     @property
     def exactly_once(self) -> bool:
         return self.app.conf.processing_guarantee.value == "exactly_once"
 
     def outbox(self) -> Outbox:
-        return Outbox(partitions=self.settings.partitions, first_topics=frozenset({self.names.learning}))
+        # First, before any table change: transitions (see Outbox.send) and the learner's marks of
+        # applied decision ids (a mark without its row update is recognised as stale; a row update
+        # without its mark would let a repeat of that decision be applied again).
+        first = frozenset({self.names.learning, changelog_name(self.learned)})
+        return Outbox(partitions=self.settings.partitions, first_topics=first)
 
     async def emit(self, out: Outbox, sources: list[Message]) -> None:
         """Send the batch's records (its table changes included) and wait for their acks; exactly-once:
@@ -190,6 +199,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         pending=app.Table("pending", partitions=settings.partitions, **BYTES, options=rocksdb_options()),
         decisions=app.GlobalTable("decisions", partitions=settings.partitions, **GLOBAL),
         outcome_stats=outcome_stats,
+        learned=app.Table("learned", partitions=settings.partitions, **BYTES, options=rocksdb_options()),
     )
     from streams.agents import register_agents
 
@@ -213,6 +223,7 @@ def declare_topics(p: Pipeline) -> None:
     ensure_topics(p.settings, p.names.all())
     set_topic_config(p.settings, p.names.dlq, {"max.message.bytes": str(DLQ_MAX_RECORD)})  # see codecs
     changelogs = [
-        t.changelog_topic.get_topic_name() for t in (p.entities, p.pending, p.decisions, p.outcome_stats)
+        t.changelog_topic.get_topic_name()
+        for t in (p.entities, p.pending, p.decisions, p.outcome_stats, p.learned)
     ]
     ensure_topics(p.settings, changelogs, config={"cleanup.policy": "compact"})

@@ -2,13 +2,19 @@
 
 Rows it wrote are kept in `own` until its partitions are revoked: the GlobalTable's local view can
 briefly lag behind this worker's own writes (its changelog is consumed asynchronously), and a
-learner reading a stale row would lose an update. Each row remembers the last applied offset per
-learning partition and the recent decision ids, so a re-delivered transition is not applied twice.
+learner reading a stale row would lose an update.
+
+A transition is applied at most once, exactly: each row remembers the last applied offset per
+learning partition (a replay of the learning topic), and the `learned` table holds every decision
+id applied, with where (learning partition, offset, row). Upstream crashes re-send transitions (a
+batch whose transitions went out but whose table changes did not is handled again), in any order
+and long after a hot row's recent ids have moved on. A mark is written before its row (an earlier
+send wave), so a mark whose row update never reached the changelog is recognised: its row's
+applied offset is below it, and the transition is applied then.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,8 +29,6 @@ from streams.core.table import Row
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
-
-log = logging.getLogger(__name__)
 
 
 class Learner(BatchAgent):
@@ -61,28 +65,35 @@ class Learner(BatchAgent):
             next_key = transition.next_state_key
             next_max = next_max_of(self.own.get(next_key) or self.table_rows.get(next_key))
         source = f"{msg.topic}:{msg.partition}"
+        key = transition.decision_id.encode()
+        if self.applied_before(p.learned_ids.get(key, event)):
+            p.metrics.inc("learning_duplicates")
+            return
         applied = apply(
             row, transition, index, alpha=settings.learning_rate, gamma=settings.discount,
-            next_max=next_max, source=source, offset=msg.offset,
+            next_max=next_max, source=source, offset=msg.offset, by_origin=False,
         )  # fmt: skip
         p.metrics.inc("learning_updates" if applied else "learning_duplicates")
-        if not applied and not row.seen(transition.decision_id):
-            # Skipped by a high-water mark (offset or origin), not by its id: a repeat whose id the
-            # row no longer remembers, or a record handled out of its partition's order.
-            p.metrics.inc("learning_skipped_unseen")
-            log.info(
-                "transition %s (%s@%d, origin %s@%s) skipped: row %s has applied %s, origins %s",
-                transition.decision_id, source, msg.offset, transition.origin, transition.origin_offset,
-                transition.state_key, row.applied.get(source), row.origins.get(transition.origin or ""),
-            )  # fmt: skip
         if applied:
+            p.learned_ids.put(key, [source, msg.offset, transition.state_key], event)
             self.changed[transition.state_key] = (row, event)
 
+    def applied_before(self, mark: list[Any] | None) -> bool:
+        """Whether a decision's mark stands for an update its row holds (the row's applied offset for
+        that learning partition reached the mark's)."""
+        if mark is None:
+            return False
+        source, offset, state_key = mark
+        row = self.own.get(state_key) or self.table_rows.get(state_key)  # read only: maybe not ours
+        applied = None if row is None else row.applied.get(source)
+        return applied is not None and applied >= offset
+
     def finish(self, out: Outbox) -> None:
-        """One decision-table write per changed row per batch."""
+        """One decision-table write per changed row per batch, and the batch's marks."""
         for key, (row, event) in self.changed.items():
             out.write(self.p.decisions, key.encode(), orjson.dumps(row.to_dict()), event)
         self.changed.clear()
+        self.p.learned_ids.write_through(out)
 
 
 def register_learn(p: Pipeline) -> None:

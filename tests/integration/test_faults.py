@@ -9,11 +9,9 @@ The counts are printed (run with -s) for the reliability report.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,23 +22,6 @@ from streams.settings import Settings
 from tests.integration.harness import Audit, Fleet, Traffic, audit, owners, workers
 
 pytestmark = pytest.mark.integration
-
-LEARNER_GAP = (
-    "open (issue 4): after SIGKILL restarts the decision table is sometimes a few updates short of the "
-    "transitions (14 of 29,370 in 1 of 6 full runs on 2026-11-24); every other check passed before it"
-)
-
-
-@contextlib.contextmanager
-def learner_gap_known() -> Iterator[None]:
-    """The audit's last check (decision-table counts = transitions) failing alone is the known open
-    problem: reported as xfail with its numbers; any other failed check fails the test."""
-    try:
-        yield
-    except AssertionError as exc:
-        if str(exc).startswith("decision table vs transitions"):
-            pytest.xfail(f"{LEARNER_GAP}: {exc}")
-        raise
 
 
 def report(name: str, result: Audit) -> None:
@@ -61,8 +42,7 @@ def test_sigkill_and_sigterm_of_workers_under_load(settings: Settings) -> None:
         fleet.stop(1, signal.SIGTERM)
         fleet.restart(1)
         assert traffic.is_alive(), "the faults must happen under load: publish more events"
-        with learner_gap_known():
-            result = audit(settings, traffic.finish(), traffic.label_ids)
+        result = audit(settings, traffic.finish(), traffic.label_ids)
     report("SIGKILL + SIGTERM of workers", result)
     assert result.lost == 0
 
@@ -109,8 +89,7 @@ def test_state_recovers_from_the_changelog_with_rocksdb_intact_and_deleted(setti
         shutil.rmtree(fleet.state_dir(0))
         deleted_s = fleet.restart(0)
         assert traffic.is_alive()
-        with learner_gap_known():
-            result = audit(settings, traffic.finish(), traffic.label_ids)
+        result = audit(settings, traffic.finish(), traffic.label_ids)
     except BaseException:
         fleet.show_failure()
         raise

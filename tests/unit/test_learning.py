@@ -74,6 +74,24 @@ def test_old_and_repeated_offsets_are_ignored_per_source() -> None:
     assert row.version == 3
 
 
+def judged_at(decision_id: str, origin_offset: int) -> Transition:
+    t = transition(decision_id, 1.0)
+    t.origin, t.origin_offset = "risk.events:2", origin_offset
+    return t
+
+
+def test_origin_offsets_mark_repeats_unless_the_learner_recognises_them_exactly() -> None:
+    """A batch handled again after a crash can judge a decision its first pass did not, below the
+    origin offsets the first pass left in a row: with origin marks it is skipped (a lost update),
+    without them (the live learner, which keeps exact marks) it is applied."""
+    row = Row.empty(1)
+    assert apply(row, judged_at("first-pass", 1921), 0, alpha=0.1)
+    assert not apply(row, judged_at("second-pass", 1053), 0, alpha=0.1)  # by the origin mark
+    assert apply(row, judged_at("second-pass", 1053), 0, alpha=0.1, by_origin=False)
+    assert not apply(row, judged_at("second-pass", 1053), 0, alpha=0.1, by_origin=False)  # by its id
+    assert row.n == [2] and row.origins == {"risk.events:2": 1921}
+
+
 def test_next_max_of() -> None:
     assert next_max_of(None) == 0.0
     row = Row.empty(3)
