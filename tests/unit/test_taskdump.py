@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from streams.taskdump import dump_tasks
 
@@ -15,18 +17,23 @@ async def _outer(event: asyncio.Event) -> None:
     await _inner(event)
 
 
-def test_the_dump_names_the_innermost_await_of_a_waiting_task() -> None:
+def dump_of(name: str, waiting: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> str:
+    """The dump's lines for a task named `name` running `waiting`, taken while it waits."""
+
     async def main() -> str:
         event = asyncio.Event()
-        task = asyncio.create_task(_outer(event), name="stuck")
+        task = asyncio.create_task(waiting(event), name=name)
         await asyncio.sleep(0)
         dump = dump_tasks()
         event.set()
         await task
         return dump
 
-    dump = asyncio.run(main())
-    stuck = dump.split("task stuck:")[1].split("task ")[0]
+    return asyncio.run(main()).split(f"task {name}:")[1].split("task ")[0]
+
+
+def test_the_dump_names_the_innermost_await_of_a_waiting_task() -> None:
+    stuck = dump_of("stuck", _outer)
     assert "in _outer" in stuck and "in _inner" in stuck and "in wait" in stuck
 
 
@@ -45,14 +52,5 @@ async def _through_actor(event: asyncio.Event) -> None:
 
 
 def test_the_dump_follows_an_agent_awaited_through_a_wrapper() -> None:
-    async def main() -> str:
-        event = asyncio.Event()
-        task = asyncio.create_task(_through_actor(event), name="actor")
-        await asyncio.sleep(0)
-        dump = dump_tasks()
-        event.set()
-        await task
-        return dump
-
-    actor = asyncio.run(main()).split("task actor:")[1].split("task ")[0]
+    actor = dump_of("actor", _through_actor)
     assert "in _through_actor" in actor and "in _inner" in actor and "in wait" in actor
