@@ -80,6 +80,7 @@ class Pipeline:
     states: TableCache[Any] = field(init=False)
     pendings: TableCache[PendingDecisions] = field(init=False)
     learned_ids: TableCache[list[Any] | None] = field(init=False)
+    first_topics: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         scenario = self.scenario
@@ -91,17 +92,17 @@ class Pipeline:
         self.pendings = TableCache(self.pending, PendingDecisions.from_bytes, PendingDecisions.to_bytes)
         self.learned_ids = TableCache(self.learned, lambda raw: None if raw is None else loads(raw), dumps)
         register_invalidation(self.app, self.states, self.pendings, self.learned_ids)
+        # Sent first, before any table change: transitions (see Outbox.send) and the learner's marks
+        # of applied decision ids (a mark without its row update is recognised as stale; a row
+        # update without its mark would let a repeat of that decision be applied again).
+        self.first_topics = frozenset({self.names.learning, changelog_name(self.learned)})
 
     @property
     def exactly_once(self) -> bool:
         return self.app.conf.processing_guarantee.value == "exactly_once"
 
     def outbox(self) -> Outbox:
-        # First, before any table change: transitions (see Outbox.send) and the learner's marks of
-        # applied decision ids (a mark without its row update is recognised as stale; a row update
-        # without its mark would let a repeat of that decision be applied again).
-        first = frozenset({self.names.learning, changelog_name(self.learned)})
-        return Outbox(partitions=self.settings.partitions, first_topics=first)
+        return Outbox(partitions=self.settings.partitions, first_topics=self.first_topics)
 
     async def emit(self, out: Outbox, sources: list[Message]) -> None:
         """Send the batch's records (its table changes included) and wait for their acks; exactly-once:

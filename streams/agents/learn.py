@@ -43,6 +43,10 @@ class Learner(BatchAgent):
     def forget(self) -> None:
         self.own.clear()
 
+    def current_row(self, state_key: str) -> Row | None:
+        """A row as it stands, read only (it may be another learner's): ours if we wrote it."""
+        return self.own.get(state_key) or self.table_rows.get(state_key)
+
     def row(self, state_key: str) -> Row:
         row = self.own.get(state_key)
         if row is None:
@@ -63,7 +67,7 @@ class Learner(BatchAgent):
         next_max = 0.0
         if settings.discount > 0 and transition.next_state_key:
             next_key = transition.next_state_key
-            next_max = next_max_of(self.own.get(next_key) or self.table_rows.get(next_key))
+            next_max = next_max_of(self.current_row(next_key))
         source = f"{msg.topic}:{msg.partition}"
         key = transition.decision_id.encode()
         if self.applied_before(p.learned_ids.get(key, event)):
@@ -84,7 +88,7 @@ class Learner(BatchAgent):
         if mark is None:
             return False
         source, offset, state_key = mark
-        row = self.own.get(state_key) or self.table_rows.get(state_key)  # read only: maybe not ours
+        row = self.current_row(state_key)
         applied = None if row is None else row.applied.get(source)
         return applied is not None and applied >= offset
 

@@ -109,9 +109,9 @@ def _general_line(line: bytes, line_no: int, path: Path) -> RawRecord:
 
 
 def read_actions_jsonl(path: str | Path, actions: tuple[str, ...]) -> LiveLog:
+    """Live decisions from a JSONL file of action records (as in the actions topic)."""
     from streams.replay.live_log import parse_actions  # the topic reader's child starts faster without it
 
-    """Live decisions from a JSONL file of action records (as in the actions topic)."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"no such file: {path}")

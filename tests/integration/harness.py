@@ -390,8 +390,8 @@ def audit(
     result.table_updates = sum(sum(row["n"]) for row in rows.values())
     assert result.table_updates == result.transitions, (
         f"decision table vs transitions: {result.line()}; {row_differences(rows, transitions)}; "
-        f"{row_regressions(history)}; learner skips of unseen ids: "
-        f"{result.counters.get('learning_skipped_unseen', 0)}"
+        f"{row_regressions(history)}; repeats the learner recognised: "
+        f"{result.counters.get('learning_duplicates', 0)}"
     )
     return result
 
