@@ -8,7 +8,8 @@ Tables (all keyed and valued by raw bytes we encode ourselves with orjson):
 - `outcome_stats` GlobalTable in memory: scenario side statistics learned from outcomes (for risk,
               fraud counts per terminal), keyed "<key>|<partition>" so each partition has one writer.
 - `learned`   RocksDB, co-partitioned with the learning topic: every decision id the learner applied,
-              and where (learning partition, offset, row), so a repeat of it is never applied again.
+              and where (learning partition, offset, row), so a repeat of it is never applied again;
+              forgotten after `learned_ttl_s` (agents/marks.py).
 """
 
 from __future__ import annotations

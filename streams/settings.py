@@ -88,6 +88,9 @@ class Settings:
     discount: float = 0.0
     pending_ttl_s: float = 86_400.0  # event-time seconds a decision waits for its feedback
     early_outcome_ttl_s: float = 600.0  # wall-clock seconds an outcome waits for its decision
+    # How long the learner remembers a decision it applied (to recognise it sent again after a
+    # crash), in wall-clock AND event time: repeats come within a restart, not hours later.
+    learned_ttl_s: float = 3_600.0
 
     # --- risk costs -------------------------------------------------------------------------
     review_fee: float = 5.0

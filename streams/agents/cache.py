@@ -62,6 +62,10 @@ class TableCache(Generic[V]):
         if len(values) > self.max_entries:
             values.clear()
 
+    def forget(self, key: bytes) -> None:
+        """Drop a key deleted from the table behind this cache."""
+        self.values.pop(key, None)
+
     def clear(self) -> None:
         self.values.clear()
         self.dirty.clear()

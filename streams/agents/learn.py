@@ -10,17 +10,20 @@ id applied, with where (learning partition, offset, row). Upstream crashes re-se
 batch whose transitions went out but whose table changes did not is handled again), in any order
 and long after a hot row's recent ids have moved on. A mark is written before its row (an earlier
 send wave), so a mark whose row update never reached the changelog is recognised: its row's
-applied offset is below it, and the transition is applied then.
+applied offset is below it, and the transition is applied then. Marks older than
+`learned_ttl_s` are forgotten (marks.py).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from faust.types import EventT
 
 from streams.agents.batch import BatchAgent, register_batch_agent
+from streams.agents.marks import MarkClock, MarkSweep
 from streams.agents.outbox import Outbox
 from streams.agents.views import RowCache
 from streams.core.learning import apply, next_max_of
@@ -39,9 +42,13 @@ class Learner(BatchAgent):
         self.table_rows = RowCache(p.decisions)
         self.own: dict[str, Row] = {}
         self.changed: dict[str, tuple[Row, EventT]] = {}
+        self.clock = MarkClock(p.settings.learned_ttl_s)
+        self.sweep = MarkSweep(self.clock)
+        self.marked: dict[int, EventT] = {}  # partition -> a record of this batch from it
 
     def forget(self) -> None:
         self.own.clear()
+        self.sweep.cursors.clear()
 
     def current_row(self, state_key: str) -> Row | None:
         """A row as it stands, read only (it may be another learner's): ours if we wrote it."""
@@ -79,25 +86,46 @@ class Learner(BatchAgent):
         )  # fmt: skip
         p.metrics.inc("learning_updates" if applied else "learning_duplicates")
         if applied:
-            p.learned_ids.put(key, [source, msg.offset, transition.state_key], event)
+            self.clock.observe(transition.event_ts)
+            mark = self.clock.mark(source, msg.offset, transition.state_key, time.time())
+            p.learned_ids.put(key, mark, event)
             self.changed[transition.state_key] = (row, event)
+            self.marked[msg.partition] = event
 
     def applied_before(self, mark: list[Any] | None) -> bool:
         """Whether a decision's mark stands for an update its row holds (the row's applied offset for
         that learning partition reached the mark's)."""
         if mark is None:
             return False
-        source, offset, state_key = mark
+        source, offset, state_key = mark[:3]
         row = self.current_row(state_key)
         applied = None if row is None else row.applied.get(source)
         return applied is not None and applied >= offset
 
     def finish(self, out: Outbox) -> None:
         """One decision-table write per changed row per batch, and the batch's marks."""
+        p = self.p
         for key, (row, event) in self.changed.items():
-            out.write(self.p.decisions, key.encode(), orjson.dumps(row.to_dict()), event)
+            out.write(p.decisions, key.encode(), orjson.dumps(row.to_dict()), event)
         self.changed.clear()
-        self.p.learned_ids.write_through(out)
+        written = set(p.learned_ids.dirty)
+        p.learned_ids.write_through(out)
+        self.forget_expired(out, written)
+
+    def forget_expired(self, out: Outbox, written: set[bytes]) -> None:
+        """Delete the expired marks of the partitions this batch marked in: twice as many looked at
+        as it wrote, plus a few (none it `written` again)."""
+        p, store = self.p, self.p.learned.data
+        now, budget = time.time(), 2 * len(written) + 16
+        for partition, event in self.marked.items() if hasattr(store, "_dbs") else ():
+            swept = self.sweep.sweep(store._db_for_partition(partition), partition, budget, now)
+            expired = [key for key in swept if key not in written]
+            for key in expired:
+                out.write(p.learned, key, None, event)
+                p.learned_ids.forget(key)
+            if expired:
+                p.metrics.inc("learned_forgotten", len(expired))
+        self.marked.clear()
 
 
 def register_learn(p: Pipeline) -> None:

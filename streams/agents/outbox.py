@@ -87,26 +87,33 @@ class Outbox:
         self.add(dlq, msg.key, value, event, headers)
         metrics.dead_letter(reason)
 
-    def write(self, table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
-        """Set a table key; its changelog record goes to the partition of `event`."""
+    def write(self, table: faust.Table, key: bytes, value: bytes | None, event: EventT) -> None:
+        """Set a table key (None: delete it, a tombstone in the changelog); its changelog record goes
+        to the partition of `event`."""
         store = table.data
         name = changelog_name(table)
         if hasattr(store, "_dbs"):  # RocksDB: a put into the partition's database, batched
             partition = event.message.partition
-            store._key_index[key] = partition
             puts = self.puts.get((name, partition))
             if puts is None:
                 puts = (store._db_for_partition(partition), WriteBatch(raw_mode=True))
                 self.puts[name, partition] = puts
-            puts[1].put(key, value)
+            if value is None:
+                store._key_index.pop(key, None)
+                puts[1].delete(key)
+            else:
+                store._key_index[key] = partition
+                puts[1].put(key, value)
             self.changelog_of[name] = store
-        else:  # memory store
+        elif value is None:  # memory store
+            store.data.pop(key, None)
+        else:
             store.data[key] = value
         self.changelogs.add(name)
         self.records.append((name, event.message.partition, key, value, None, event))
 
     def store_puts(self) -> None:
-        """Write the batch's RocksDB puts (each database's in one write)."""
+        """Write the batch's RocksDB puts and deletes (each database's in one write)."""
         for db, batch in self.puts.values():
             db.write(batch)
         self.puts.clear()
