@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -90,6 +92,20 @@ async def emit_or_die(p: Pipeline, out: Outbox, sources: list[Message]) -> None:
         os._exit(EXIT_EMIT_FAILED)
 
 
+def take_waiting(
+    take: Callable[[list[Message]], list[Message]], messages: list[Message], waiting: Any, limit: int
+) -> list[Message]:
+    """A batch and those queued behind it, as one batch of at most about `limit` records.
+
+    A batch's emit waits for the broker's acknowledgements (three waves), and at low load each fetch
+    is a batch of a few records: handled one by one, each queued batch waited for every emit before
+    it (measured: half of a 200 ms event->action latency at 500 events/s was spent in the queue)."""
+    batch = take(messages)
+    while len(batch) < limit and not waiting.empty():
+        batch += take(waiting.get_nowait())
+    return batch
+
+
 def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: BatchAgent) -> None:
     """A Faust agent that iterates batches of `topic`'s records (see fastlane.py)."""
     lane = p.app.channel(maxsize=4)
@@ -104,9 +120,13 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
     # for good).
     in_turn = p.entity_writes if agent.writes_entity_tables else contextlib.nullcontext()
 
+    limit = 4 * p.settings.batch_size
+    take = functools.partial(fastlane.take, app)
+
     async def loop(stream: Any) -> None:
+        waiting = stream.channel.queue  # the batches behind the one the stream yields
         async for messages in stream:
-            messages = fastlane.take(app, messages)
+            messages = take_waiting(take, messages, waiting, limit)
             if not messages:
                 continue
             async with in_turn:
