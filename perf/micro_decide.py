@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from rocksdict import Options, Rdict
 
 from connectors.generate import RiskGenerator
 from streams.agents.decide import Decider
@@ -26,21 +30,37 @@ from streams.scenarios import build_scenario
 from streams.settings import load_settings
 
 
-@dataclass
 class _Store:
-    data: dict[bytes, bytes] = field(default_factory=dict)
-    _dbs: dict[int, Any] = field(default_factory=dict)  # marks it "RocksDB-like" for the outbox
+    """RocksDB as the worker has it (a database per partition, the outbox's batched puts), without
+    Faust's store around it."""
+
+    def __init__(self, name: str, partitions: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"micro-{name}-"))
+        self._dbs: dict[int, Rdict] = {}
+        self._key_index: dict[bytes, int] = {}
+        for partition in range(partitions):  # opened before the clock starts, as a worker's are
+            self._db_for_partition(partition)
+
+    def _db_for_partition(self, partition: int) -> Rdict:
+        db = self._dbs.get(partition)
+        if db is None:
+            db = self._dbs[partition] = Rdict(str(self.root / str(partition)), Options(raw_mode=True))
+        return db
 
     def _get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
+        partition = self._key_index.get(key)
+        return None if partition is None else self._dbs[partition].get(key)
 
-    def _set(self, key: bytes, value: bytes) -> None:
-        self.data[key] = value
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class _Table:
-    def __init__(self, name: str) -> None:
-        self.data = _Store()
+    def __init__(self, name: str, partitions: int, rocksdb: bool = True) -> None:
+        """RocksDB, or (the GlobalTables) Faust's memory store: a dict in `data.data`."""
+        self.data: Any = _Store(name, partitions) if rocksdb else SimpleNamespace(data={})
         self.changelog_topic_name = f"{name}-changelog"
 
 
@@ -67,7 +87,8 @@ def _message(partition: int, offset: int, key: str, value: bytes) -> Any:
 
 
 def build(settings: Any) -> Pipeline:
-    stats = _Table("outcome_stats")
+    n = settings.partitions
+    stats = _Table("outcome_stats", n, rocksdb=False)
     scenario = build_scenario(settings, PartitionSum(stats, settings.partitions))
     policy = make_policy(settings.policy, scenario.actions, scenario.baseline,
                          epsilon=settings.epsilon, temperature=settings.temperature)  # fmt: skip
@@ -76,8 +97,9 @@ def build(settings: Any) -> Pipeline:
     return Pipeline(
         settings=settings, app=_App(), names=names, scenario=scenario, policy=policy,  # type: ignore[arg-type]
         events=topics[names.events], feedback=topics[names.feedback], actions=topics[names.actions],
-        learning=topics[names.learning], dlq=topics[names.dlq], entities=_Table("entities"),
-        pending=_Table("pending"), decisions=_Table("decisions"), outcome_stats=stats,
+        learning=topics[names.learning], dlq=topics[names.dlq], entities=_Table("entities", n),
+        pending=_Table("pending", n), decisions=_Table("decisions", n, rocksdb=False), outcome_stats=stats,
+        learned=_Table("learned", n),
     )  # fmt: skip
 
 
@@ -103,8 +125,7 @@ def main() -> None:
     def run() -> None:
         for batch in batches:
             out = decider.run(batch)
-            pipeline.states.write_through(out)
-            pipeline.pendings.write_through(out)
+            out.store_puts()
 
     profiler = cProfile.Profile() if args.profile else None
     start = time.perf_counter()
