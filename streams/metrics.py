@@ -21,9 +21,25 @@ class Metrics:
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.time)
     ready: bool = False  # partitions assigned, tables recovered: records are being processed
+    # partition -> what was handled twice there: which offsets, from which committed start, and
+    # whether the partition was this worker's before the rebalance (its own records) or came from
+    # another worker (that worker's uncommitted tail)
+    redeliveries: dict[str, dict[str, int | bool | None]] = field(default_factory=dict)
 
     def inc(self, name: str, by: int = 1) -> None:
         self.counts[name] += by
+
+    def redelivered(self, partition: int, offset: int, started: int | None, own: bool) -> None:
+        self.counts["redelivered"] += 1
+        span = self.redeliveries.get(str(partition))
+        if span is None:
+            self.redeliveries[str(partition)] = {
+                "first": offset, "last": offset, "n": 1, "started": started, "own": own
+            }  # fmt: skip
+        else:
+            span["first"] = min(offset, span["first"])  # type: ignore[type-var]
+            span["last"] = max(offset, span["last"])  # type: ignore[type-var]
+            span["n"] += 1  # type: ignore[operator]
 
     def dead_letter(self, reason: str) -> None:
         self.counts["dlq"] += 1
@@ -37,6 +53,7 @@ class Metrics:
             "uptime_s": round(time.time() - self.started, 3),
             "counts": dict(self.counts),
             "dlq_reasons": dict(self.dlq_reasons),
+            "redeliveries": self.redeliveries,
         }
 
     def write(self, path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import EventT
 
+from streams.agents import fastlane
 from streams.agents.batch import BatchAgent, register_batch_agent
 from streams.agents.join import emit_transition
 from streams.agents.outbox import Outbox
@@ -141,7 +142,11 @@ class Decider(BatchAgent):
         if same and not applied:
             state = p.scenario.update(state, item)
             state.last_offsets[str(msg.partition)] = msg.offset
-        p.metrics.inc("redelivered" if same or applied else "duplicate_events")
+        if same or applied:
+            started, own = fastlane.progress(p.app).origin(msg.tp)
+            p.metrics.redelivered(msg.partition, msg.offset, started, own)
+        else:
+            p.metrics.inc("duplicate_events")
         if stored is not None:
             action = {k: v for k, v in stored.items() if k != "offset"}
             out.add(p.actions, key, dumps({**action, "ingest_ts": msg.timestamp}), event)

@@ -44,6 +44,12 @@ def install(app: faust.App, lanes: Mapping[str, faust.ChannelT]) -> None:
     consumer._new_offset = types.MethodType(_make_new_offset(lanes, consumer._new_offset), consumer)
     consumer.perform_seek = types.MethodType(_make_perform_seek(lanes), consumer)
     consumer.maybe_wait_for_commit_to_finish = types.MethodType(_wait_then_commit_too, consumer)
+    consumer._lane_committed = {}
+    commit_offsets = _make_commit_offsets(lanes, consumer._commit_offsets)
+    consumer._commit_offsets = types.MethodType(commit_offsets, consumer)
+    consumer.commit_and_end_transactions = types.MethodType(
+        _make_final_commit(lanes, consumer.commit_and_end_transactions), consumer
+    )
     recovery: Any = app.tables.recovery
     recovery.on_recovery_completed = _make_on_recovery_completed(consumer, recovery.on_recovery_completed)
 
@@ -62,6 +68,51 @@ async def _wait_then_commit_too(self: Any) -> bool:
                 raise  # this task was cancelled, not the commit it waited for
             break  # that commit was cancelled: make ours (as Faust does)
     return False
+
+
+def _make_commit_offsets(lanes: Mapping[str, faust.ChannelT], faust_commit_offsets: Any) -> Any:
+    """Faust's offset commit, remembering what it committed for the lanes (Faust forgets its own
+    record at a revocation): the final commits' log compares it with what was handled."""
+
+    async def _commit_offsets(
+        self: Any, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> Any:
+        assignment = self.assignment()
+        did_commit = await faust_commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if did_commit:
+            self._lane_committed.update(
+                {tp: offset for tp, offset in offsets.items() if tp.topic in lanes and tp in assignment}
+            )
+        return did_commit
+
+    return _commit_offsets
+
+
+def _make_final_commit(lanes: Mapping[str, faust.ChannelT], faust_final_commit: Any) -> Any:
+    """The commit that ends `wait_empty` (a revocation's, a shutdown's), logged per lane partition:
+    handled records left uncommitted there are handled again by the next owner."""
+
+    async def commit_and_end_transactions(self: Any) -> None:
+        await faust_final_commit()
+        lane: LaneProgress = self._lane_progress
+        generation = self.app.consumer_generation_id
+        if lane.generation != generation or self.app.in_transaction:
+            return
+        why = "shutdown" if self.app.should_stop else "revocation" if self.app.rebalancing else "commit"
+        assignment = self.assignment()
+        parts, behind = [], {}
+        for tp in sorted(tp for tp in lane.base if tp.topic in lanes and tp in assignment):
+            known = (self._lane_committed.get(tp), lane.started.get(tp))  # by us, or when it started
+            handled, committed = lane.base[tp], max((o for o in known if o is not None), default=None)
+            parts.append(f"{tp.topic}-{tp.partition} handled to {handled}, committed {committed}")
+            if committed is None or committed < handled:
+                behind[f"{tp.topic}-{tp.partition}"] = (committed, handled)
+        log.info("final commit positions (%s, generation %s): %s", why, generation, "; ".join(parts))
+        if behind:
+            log.warning("final commit (%s) left handled records uncommitted (committed, handled): %s",
+                        why, behind)  # fmt: skip
+
+    return commit_and_end_transactions
 
 
 def progress(app: faust.App) -> LaneProgress:

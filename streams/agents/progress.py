@@ -26,19 +26,31 @@ class LaneProgress:
         self.generation: int | None = None
         self.base: dict[TP, int] = {}
         self.ahead: dict[TP, set[int]] = {}
+        # For the redelivery diagnostics: where the generation started each partition, and which
+        # partitions the last generation that handled any had (its own before the rebalance).
+        self.started: dict[TP, int] = {}
+        self.before: frozenset[TP] = frozenset()
+
+    def origin(self, tp: TP) -> tuple[int | None, bool]:
+        """The committed offset this generation started `tp` from, and whether `tp` was this
+        worker's before the rebalance."""
+        return self.started.get(tp), tp in self.before
 
     def _for(self, generation: int) -> bool:
         """Start afresh when the generation changes: another worker may have committed meanwhile."""
         if generation != self.generation:
             if self.generation is not None and generation < self.generation:
                 return False  # a batch of an older generation says nothing about this one
-            self.generation, self.base, self.ahead = generation, {}, {}
+            if self.base:
+                self.before = frozenset(self.base)
+            self.generation, self.base, self.ahead, self.started = generation, {}, {}, {}
         return True
 
     def seeked(self, generation: int, committed: Mapping[TP, int]) -> None:
         """The generation's partitions were positioned at these committed offsets."""
         if self._for(generation):
             for tp, offset in committed.items():
+                self.started.setdefault(tp, offset)
                 self.base[tp] = max(offset, self.base.get(tp, offset))
                 self._advance(tp, None)
 

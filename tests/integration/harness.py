@@ -97,6 +97,15 @@ class Fleet:
             f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log"))
         )
 
+    def grep(self, text: str) -> str:
+        """The workers' log lines that contain `text`, by log file."""
+        return "\n".join(
+            f"{p.name}: {line}"
+            for p in sorted(self.logs.glob("*.log"))
+            for line in p.read_text(errors="replace").splitlines()
+            if text in line
+        )
+
     def show_failure(self) -> None:
         """For a failed test: the live workers' stacks into their logs, and the logs' tails printed
         (pytest shows them with the failure)."""

@@ -6,6 +6,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams.agents.progress import LaneProgress
+from streams.metrics import Metrics
 
 TP0 = TP("risk.events", 0)
 
@@ -58,3 +59,18 @@ def test_exactly_once_commits_move_the_position_directly() -> None:
     lane.seeked(1, {TP0: 100})
     lane.committed(1, TP0, 150)
     assert lane.position(1, TP0) == 150 and lane.is_handled(1, TP0, 149)
+
+
+def test_a_redelivery_is_traced_to_where_the_generation_started_and_whose_partition_it_was() -> None:
+    lane, tp1 = LaneProgress(), TP("risk.events", 1)
+    lane.seeked(1, {TP0: 0})
+    lane.handled(1, TP0, range(0, 10))
+    lane.seeked(2, {TP0: 5, tp1: 40})  # the other worker left: its partition comes over
+    assert lane.origin(TP0) == (5, True) and lane.origin(tp1) == (40, False)
+    metrics = Metrics()
+    for offset in (7, 5, 6):
+        metrics.redelivered(0, offset, *lane.origin(TP0))
+    assert metrics.counts["redelivered"] == 3
+    assert metrics.snapshot()["redeliveries"] == {
+        "0": {"first": 5, "last": 7, "n": 3, "started": 5, "own": True}
+    }
