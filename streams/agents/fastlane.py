@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import faust
@@ -44,6 +44,8 @@ def install(app: faust.App, lanes: Mapping[str, faust.ChannelT]) -> None:
     consumer._new_offset = types.MethodType(_make_new_offset(lanes, consumer._new_offset), consumer)
     consumer.perform_seek = types.MethodType(_make_perform_seek(lanes), consumer)
     consumer.maybe_wait_for_commit_to_finish = types.MethodType(_wait_then_commit_too, consumer)
+    pending = _make_filter_tps_with_pending_acks(lanes, consumer._filter_tps_with_pending_acks)
+    consumer._filter_tps_with_pending_acks = types.MethodType(pending, consumer)
     consumer._lane_committed = {}
     commit_offsets = _make_commit_offsets(lanes, consumer._commit_offsets)
     consumer._commit_offsets = types.MethodType(commit_offsets, consumer)
@@ -57,9 +59,10 @@ def install(app: faust.App, lanes: Mapping[str, faust.ChannelT]) -> None:
 async def _wait_then_commit_too(self: Any) -> bool:
     """Faust's `commit()` asked while another commit runs waits for it and then commits nothing,
     though batches acked meanwhile are not in it. The final commits (a revocation's, a shutdown's)
-    can be such a call, behind the periodic one: those batches were then handled again by the next
-    owner (measured: 85-527 events redelivered after a SIGTERM, about 1 run in 6). Here the call
-    waits for the running commit and then makes its own."""
+    can be such a call, behind the periodic one, and those batches would be handled again by the
+    next owner. Here the call waits for the running commit and then makes its own. (Suspected first
+    of the SIGTERM test's redeliveries; their cause was the revocation's commit skipping partitions:
+    see `_make_filter_tps_with_pending_acks`.)"""
     while (running := self._commit_fut) is not None:
         try:
             await running
@@ -68,6 +71,32 @@ async def _wait_then_commit_too(self: Any) -> bool:
                 raise  # this task was cancelled, not the commit it waited for
             break  # that commit was cancelled: make ours (as Faust does)
     return False
+
+
+def _make_filter_tps_with_pending_acks(lanes: Mapping[str, faust.ChannelT], faust_filter: Any) -> Any:
+    """The partitions a commit considers: Faust's (those with acks in `_acked`) and every lane
+    partition handled in this generation. A revocation drops the revoked partitions from `_acked`
+    before its final commit, which then skipped those not acked again meanwhile: their records
+    handled since the last periodic commit stayed uncommitted and this worker, given them back,
+    handled them again (measured: 269 events of the survivor's own two partitions after a SIGTERM
+    of the other worker, its revocation's commit 114 and 155 records behind its handled runs)."""
+
+    def _filter_tps_with_pending_acks(self: Any, topics: Any = None) -> Iterator[TP]:
+        faust_tps = list(faust_filter(topics))
+        yield from faust_tps
+        lane: LaneProgress = self._lane_progress
+        if lane.generation != self.app.consumer_generation_id:
+            return
+        seen = set(faust_tps)
+        for tp in lane.base:
+            if (
+                tp.topic in lanes
+                and tp not in seen
+                and (topics is None or tp in topics or tp.topic in topics)
+            ):
+                yield tp
+
+    return _filter_tps_with_pending_acks
 
 
 def _make_commit_offsets(lanes: Mapping[str, faust.ChannelT], faust_commit_offsets: Any) -> Any:
