@@ -44,7 +44,7 @@ class Learner(BatchAgent):
         self.changed: dict[str, tuple[Row, EventT]] = {}
         self.clock = MarkClock(p.settings.learned_ttl_s)
         self.sweep = MarkSweep(self.clock)
-        self.marked: dict[int, EventT] = {}  # partition -> a record of this batch from it
+        self.marked: dict[int, list[Any]] = {}  # partition -> [a record of the batch from it, marks]
 
     def forget(self) -> None:
         self.own.clear()
@@ -90,7 +90,7 @@ class Learner(BatchAgent):
             mark = self.clock.mark(source, msg.offset, transition.state_key, time.time())
             p.learned_ids.put(key, mark, event)
             self.changed[transition.state_key] = (row, event)
-            self.marked[msg.partition] = event
+            self.marked.setdefault(msg.partition, [event, 0])[1] += 1
 
     def applied_before(self, mark: list[Any] | None) -> bool:
         """Whether a decision's mark stands for an update its row holds (the row's applied offset for
@@ -113,12 +113,12 @@ class Learner(BatchAgent):
         self.forget_expired(out, written)
 
     def forget_expired(self, out: Outbox, written: set[bytes]) -> None:
-        """Delete the expired marks of the partitions this batch marked in: twice as many looked at
-        as it wrote, plus a few (none it `written` again)."""
-        p, store = self.p, self.p.learned.data
-        now, budget = time.time(), 2 * len(written) + 16
-        for partition, event in self.marked.items() if hasattr(store, "_dbs") else ():
-            swept = self.sweep.sweep(store._db_for_partition(partition), partition, budget, now)
+        """Delete the expired marks of the partitions this batch marked in: in each, twice as many
+        looked at as it marked there, plus a few (none it `written` again)."""
+        p, store, now = self.p, self.p.learned.data, time.time()
+        for partition, (event, marks) in self.marked.items() if hasattr(store, "_dbs") else ():
+            db = store._db_for_partition(partition)
+            swept = self.sweep.sweep(db, partition, 2 * marks + 16, now)
             expired = [key for key in swept if key not in written]
             for key in expired:
                 out.write(p.learned, key, None, event)
