@@ -44,7 +44,6 @@ class Learner(BatchAgent):
         self.changed: dict[str, tuple[Row, EventT]] = {}
         self.clock = MarkClock(p.settings.learned_ttl_s)
         self.sweep = MarkSweep(self.clock)
-        self.marked: dict[int, list[Any]] = {}  # partition -> [a record of the batch from it, marks]
 
     def forget(self) -> None:
         self.own.clear()
@@ -90,7 +89,6 @@ class Learner(BatchAgent):
             mark = self.clock.mark(source, msg.offset, transition.state_key, time.time())
             p.learned_ids.put(key, mark, event)
             self.changed[transition.state_key] = (row, event)
-            self.marked.setdefault(msg.partition, [event, 0])[1] += 1
 
     def applied_before(self, mark: list[Any] | None) -> bool:
         """Whether a decision's mark stands for an update its row holds (the row's applied offset for
@@ -108,24 +106,28 @@ class Learner(BatchAgent):
         for key, (row, event) in self.changed.items():
             out.write(p.decisions, key.encode(), orjson.dumps(row.to_dict()), event)
         self.changed.clear()
-        written = set(p.learned_ids.dirty)
+        written = dict(p.learned_ids.dirty)  # the batch's marks: decision id -> its record
         p.learned_ids.write_through(out)
         self.forget_expired(out, written)
 
-    def forget_expired(self, out: Outbox, written: set[bytes]) -> None:
+    def forget_expired(self, out: Outbox, written: dict[bytes, EventT]) -> None:
         """Delete the expired marks of the partitions this batch marked in: in each, twice as many
         looked at as it marked there, plus a few (none it `written` again)."""
         p, store, now = self.p, self.p.learned.data, time.time()
-        for partition, (event, marks) in self.marked.items() if hasattr(store, "_dbs") else ():
+        if not hasattr(store, "_dbs"):  # RocksDB only (the learned table always is)
+            return
+        marked: dict[int, list[EventT]] = {}
+        for event in written.values():
+            marked.setdefault(event.message.partition, []).append(event)
+        for partition, events in marked.items():
             db = store._db_for_partition(partition)
-            swept = self.sweep.sweep(db, partition, 2 * marks + 16, now)
+            swept = self.sweep.sweep(db, partition, 2 * len(events) + 16, now)
             expired = [key for key in swept if key not in written]
             for key in expired:
-                out.write(p.learned, key, None, event)
+                out.write(p.learned, key, None, events[0])
                 p.learned_ids.forget(key)
             if expired:
                 p.metrics.inc("learned_forgotten", len(expired))
-        self.marked.clear()
 
 
 def register_learn(p: Pipeline) -> None:
