@@ -72,7 +72,7 @@ class Decider(BatchAgent):
         decision_id = scenario.decision_id(item)
         applied = msg.offset <= offsets.get(part, -1)
         stored = pending.stored(decision_id)
-        if stored is not None or decision_id in pending.joined:
+        if stored is not None or pending.was_joined(decision_id):
             self._decided_before(out, state, pending, stored, item, key, event, applied)
             return
         decision = self._decide(item, state, decision_id)

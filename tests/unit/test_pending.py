@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streams.core.pending import MAX_EARLY, JoinStatus, PendingDecisions
+import orjson
+
+from streams.core.pending import JOINED_ID_CHARS, MAX_EARLY, RECENT_JOINED, JoinStatus, PendingDecisions
 
 
 def decision(decision_id: str, ts: float) -> dict:
@@ -74,3 +76,24 @@ def test_judged_decisions_stay_until_their_events_are_handled() -> None:
     pending.prune_done(120)  # events before offset 120 have their actions in Kafka
     assert pending.stored("d19") is None and pending.stored("d20") is not None
     assert PendingDecisions.from_bytes(pending.to_bytes()).stored("d39") is not None
+
+
+def test_joined_decisions_are_remembered_by_a_short_prefix_and_old_values_still_load() -> None:
+    """The joined list is written with every change of the entity: it holds id prefixes, and values
+    written with full ids read as prefixes, so a duplicate is still told apart after an upgrade."""
+    full = "b0cc15ebc2d57cd09922ecda"
+    pending = PendingDecisions()
+    pending.add(decision(full, 1.0))
+    assert pending.join(full, "{}", now=0.0)[0] is JoinStatus.JOINED
+    assert orjson.loads(pending.to_bytes())["j"] == full[:JOINED_ID_CHARS]
+    assert pending.join(full, "{}", now=1.0)[0] is JoinStatus.DUPLICATE
+    assert pending.was_joined(full) and not pending.was_joined("c" + full[1:])
+    old = orjson.dumps({"o": {}, "j": [full], "e": {}, "d": {}})
+    assert PendingDecisions.from_bytes(old).join(full, "{}", now=2.0)[0] is JoinStatus.DUPLICATE
+    across = full[6:12] + "0" * 18  # the end of one prefix and the start of the next
+    pending._remember("0" * 24)
+    assert not pending.was_joined(across) and pending.was_joined("0" * 24)
+    for i in range(RECENT_JOINED + 5):
+        pending._remember(f"{i:012x}" + "f" * 12)
+    assert len(pending.joined) == RECENT_JOINED * JOINED_ID_CHARS and not pending.was_joined(full)
+    assert pending.was_joined(f"{RECENT_JOINED + 4:012x}") and not pending.was_joined(f"{4:012x}")
