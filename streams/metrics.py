@@ -14,6 +14,8 @@ from pathlib import Path
 
 import orjson
 
+from streams.gcpolicy import GcStats, process_stats
+
 
 @dataclass
 class Metrics:
@@ -25,6 +27,8 @@ class Metrics:
     # whether the partition was this worker's before the rebalance (its own records) or came from
     # another worker (that worker's uncommitted tail)
     redeliveries: dict[str, dict[str, int | bool | None]] = field(default_factory=dict)
+    gc: GcStats = field(default_factory=process_stats)
+    memory: dict[str, int] = field(default_factory=dict)  # reporting.memory
 
     def inc(self, name: str, by: int = 1) -> None:
         self.counts[name] += by
@@ -54,6 +58,8 @@ class Metrics:
             "counts": dict(self.counts),
             "dlq_reasons": dict(self.dlq_reasons),
             "redeliveries": self.redeliveries,
+            "gc": self.gc.snapshot(),
+            "memory": self.memory,
         }
 
     def write(self, path: Path) -> None:

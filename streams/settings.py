@@ -79,6 +79,9 @@ class Settings:
     # broker while one is in flight, so a partition whose records were just handled can wait this
     # long for its next ones; Faust hard-codes 1,500 ms.
     fetch_max_wait_ms: int = 100
+    # Young collections every this many net allocations (Python: 700), the start-up heap frozen out
+    # of the scans (streams/gcpolicy.py); 0 keeps Python's defaults.
+    gc_gen0_threshold: int = 50_000
 
     # --- decision and learning ----------------------------------------------------------------
     policy: str = "qtable"  # qtable | softmax | thompson | rules

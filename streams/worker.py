@@ -40,6 +40,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     import faust
 
     from streams.app import build_pipeline, declare_topics
+    from streams.gcpolicy import settle
 
     pipeline = build_pipeline(settings)
     tabledir = Path(pipeline.app.conf.tabledir)
@@ -52,6 +53,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
             taskdump.log_state(pipeline.app)
 
     worker = Worker(pipeline.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    settle(settings.gc_gen0_threshold)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
