@@ -40,10 +40,12 @@ BYTES = {"key_type": bytes, "value_type": bytes}  # tables: Faust picks the raw 
 
 # Faust opens one RocksDB per table partition with 3 x 64 MB memtables and a 2 GB block cache each:
 # 8 databases grew a worker's RSS by ~900 MB in a 10-minute soak. Our hot state lives in the decoded
-# write-back cache (cache.py), so RocksDB needs little memory of its own.
+# write-back cache (cache.py), so RocksDB needs little memory of its own: reads only miss that cache.
+# 12 databases (3 tables x 4 partitions) hold at most 12 x (2 x 4 + 4) = 144 MB; with 2 x 8 + 16 MB
+# each they had 384 MB to fill, which the slowest-written (`learned`) took most of a soak to reach.
 def rocksdb_options() -> dict[str, Any]:
     """A fresh dict per table: Faust's store pops keys from the one it is given."""
-    return {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2, "block_cache_size": 16 << 20}
+    return {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 4 << 20}
 
 
 # "memory://" parses to a yarl URL that is falsy, and Faust then silently falls back to the app's
@@ -86,12 +88,19 @@ class Pipeline:
     def __post_init__(self) -> None:
         scenario = self.scenario
 
+        def decode_optional(raw: bytes | None) -> Any:
+            return None if raw is None else loads(raw)
+
         def decode_state(raw: bytes | None) -> Any:
             return scenario.initial_state() if raw is None else scenario.state_from_dict(loads(raw))
 
         self.states = TableCache(self.entities, decode_state, lambda st: dumps(scenario.state_to_dict(st)))
         self.pendings = TableCache(self.pending, PendingDecisions.from_bytes, PendingDecisions.to_bytes)
-        self.learned_ids = TableCache(self.learned, lambda raw: None if raw is None else loads(raw), dumps)
+        # A mark is read once, when its transition comes (a miss: the id is new), and again only for
+        # a repeat; kept for a batch, not until 200,000 entries: that cache was most of the worker's
+        # Python heap in a soak (1.2M -> 2.5M allocated blocks, cleared and refilled every 2.5 min).
+        marks_kept = 4 * self.settings.batch_size  # a merged batch's records (batch.py)
+        self.learned_ids = TableCache(self.learned, decode_optional, dumps, max_entries=marks_kept)
         register_invalidation(self.app, self.states, self.pendings, self.learned_ids)
         # Sent first, before any table change: transitions (see Outbox.send) and the learner's marks
         # of applied decision ids (a mark without its row update is recognised as stale; a row
