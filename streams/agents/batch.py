@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -123,15 +124,27 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
     limit = 4 * p.settings.batch_size
     take = functools.partial(fastlane.take, app)
 
+    counted = f"{name.rsplit('.', 1)[-1]}_"  # decide_batches, decide_records, decide_handle_ms ...
+    inc, clock = p.metrics.inc, time.perf_counter
+
     async def loop(stream: Any) -> None:
         waiting = stream.channel.queue  # the batches behind the one the stream yields
         async for messages in stream:
             messages = take_waiting(take, messages, waiting, limit)
             if not messages:
                 continue
+            began = clock()
             async with in_turn:
-                await emit_or_die(p, agent.run(messages), messages)
+                turn = clock()
+                out = agent.run(messages)
+                handled = clock()
+                await emit_or_die(p, out, messages)
             fastlane.ack_all(app, messages)
+            inc(counted + "batches")
+            inc(counted + "records", len(messages))
+            inc(counted + "turn_wait_us", int((turn - began) * 1e6))
+            inc(counted + "handle_us", int((handled - turn) * 1e6))
+            inc(counted + "emit_us", int((clock() - handled) * 1e6))
 
     loop.__name__ = name.replace(".", "_")
     app.agent(lane, name=name)(loop)
