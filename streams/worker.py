@@ -31,6 +31,9 @@ def trust_local_tables(tabledir: Path) -> None:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Blocks until SIGTERM/SIGINT; Faust then finishes in-flight batches, flushes, commits, leaves."""
+    from streams.allocator import limit_arenas
+
+    limit_arenas()  # before any thread of the worker starts
     try:
         import uvloop
 

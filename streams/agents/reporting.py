@@ -6,12 +6,18 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from streams.allocator import trim
+
 if TYPE_CHECKING:
     from streams.app import Pipeline
 
 
 def register_reporting(p: Pipeline) -> None:
     path = p.settings.metrics_path / f"metrics-{os.getpid()}.json"
+
+    @p.app.timer(interval=5.0)
+    async def give_back_memory() -> None:
+        trim()
 
     @p.app.timer(interval=1.0)
     async def report() -> None:
