@@ -202,6 +202,9 @@ class SoakConfig:
     calibrate_rate: float = 5_000.0  # offered while measuring the max: above what one worker serves
     calibrate_s: float = 40.0
     step_s: float = 30.0  # each step of the sustained-rate search
+    # Every time-to-live of the worker's state, in seconds of the soak's wall clock (`state_ttls`);
+    # 0: the worker's own settings (a day of event time: a steady state only after ~an hour here)
+    state_ttl_s: float = 120.0
     interval_s: float = 5.0
     partitions: int = 4
     seed: int = 7
@@ -527,6 +530,23 @@ def run_soak(settings: Any, cfg: SoakConfig, log: Callable[[str], None] = print)
     return _summary(cfg, samples, info, rate, max_rate, started, load_before)
 
 
+def state_ttls(cfg: SoakConfig, rate: float) -> dict[str, float]:
+    """The worker's time-to-live settings for `cfg.state_ttl_s` of wall clock at `rate` events/s.
+
+    Everything the worker keeps per entity is bounded by a time-to-live: pending decisions (event
+    time, `pending_ttl_s`: a day), outcomes waiting for their decision (wall clock: 10 minutes) and
+    the learner's marks (both: an hour). The soak runs event time `rate / REFERENCE_RATE` times
+    faster than the generator's, so with those settings its state would still be growing at the end
+    of a 10-minute run, bounded or not; scaled, it reaches its steady state in the first half, and
+    growth in the second half is growth that no time-to-live bounds."""
+    from connectors.generate import REFERENCE_RATE
+
+    if cfg.state_ttl_s <= 0:
+        return {}
+    ttl = cfg.state_ttl_s
+    return {"pending_ttl_s": ttl * rate / REFERENCE_RATE, "early_outcome_ttl_s": ttl, "learned_ttl_s": ttl}
+
+
 def _soak(
     base: Any, cfg: SoakConfig, rate: float, workdir: Path, log: Callable[[str], None]
 ) -> tuple[list[Sample], dict[str, Any]]:
@@ -540,9 +560,12 @@ def _soak(
     from streams.quality import percentiles
 
     duration = cfg.minutes * 60.0
-    info: dict[str, Any] = {"worker_exited": None, "drained": False, "drain_s": None}
+    ttls = state_ttls(cfg, rate)
+    info: dict[str, Any] = {"worker_exited": None, "drained": False, "drain_s": None, "state_ttls": ttls}
     samples: list[Sample] = []
-    with ours_deployment(base, workdir / "soak", "soak", workers=1) as (s, procs):
+    if ttls:
+        log("state time-to-live: " + ", ".join(f"{k} {v:,.0f} s" for k, v in ttls.items()))
+    with ours_deployment(base.with_overrides(**ttls), workdir / "soak", "soak", workers=1) as (s, procs):
         topics = s.topics()
         worker = procs[0]
         info["worker_log"] = str(s.data_dir / "worker-0.log")
@@ -805,6 +828,10 @@ def parse_args(argv: list[str] | None = None) -> SoakConfig:
     p.add_argument("--calibrate-rate", type=float, default=d.calibrate_rate, help="offered to measure max")
     p.add_argument("--calibrate-seconds", type=float, default=d.calibrate_s, help="saturated phase (40)")
     p.add_argument("--step-seconds", type=float, default=d.step_s, help="each sustained-rate step (30)")
+    p.add_argument(
+        "--state-ttl-s", type=float, default=d.state_ttl_s,
+        help="the worker's state time-to-lives, in wall seconds of the soak (120; 0: its settings)",
+    )  # fmt: skip
     p.add_argument("--interval", type=float, default=d.interval_s, help="seconds between samples (5)")
     p.add_argument("--partitions", type=int, default=d.partitions)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -821,6 +848,7 @@ def parse_args(argv: list[str] | None = None) -> SoakConfig:
         "drain_timeout": "drain_timeout_s",
         "calibrate_seconds": "calibrate_s",
         "step_seconds": "step_s",
+        "state_ttl_s": "state_ttl_s",
     }
     return SoakConfig(**{renamed.get(k, k): v for k, v in a.items()})
 

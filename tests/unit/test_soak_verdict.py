@@ -86,3 +86,13 @@ def test_judge_combines_checks() -> None:
     assert verdict.status == "FAIL"
     assert verdict.exit_code == 1
     assert [c.name for c in verdict.failed] == ["lag"]
+
+
+def test_state_time_to_lives_follow_the_soaks_clock() -> None:
+    """At 1,000 events/s the generator's event time runs 20x: 120 wall seconds are 2,400 of it."""
+    from perf.soak import SoakConfig, state_ttls
+
+    assert state_ttls(SoakConfig(state_ttl_s=120.0), 1_000.0) == {
+        "pending_ttl_s": 2_400.0, "early_outcome_ttl_s": 120.0, "learned_ttl_s": 120.0
+    }  # fmt: skip
+    assert state_ttls(SoakConfig(state_ttl_s=0.0), 1_000.0) == {}
