@@ -124,7 +124,7 @@ def register_batch_agent(p: Pipeline, topic: faust.TopicT, name: str, agent: Bat
     limit = 4 * p.settings.batch_size
     take = functools.partial(fastlane.take, app)
 
-    counted = f"{name.rsplit('.', 1)[-1]}_"  # decide_batches, decide_records, decide_handle_ms ...
+    counted = f"{name.rsplit('.', 1)[-1]}_"  # decide_batches, decide_records, decide_handle_us ...
     inc, clock = p.metrics.inc, time.perf_counter
 
     async def loop(stream: Any) -> None:
