@@ -108,6 +108,13 @@ def group_offsets(
             consumer.close()
 
 
+def group_committed(
+    settings: Settings, topics: Collection[str], group: str | None = None, consumer: Consumer | None = None
+) -> int:
+    """Records of `topics` a consumer group has committed (what `group_lag` leaves out), summed."""
+    return sum(max(tp.offset, low) - low for tp, low, _ in group_offsets(settings, topics, group, consumer))
+
+
 def group_lag(
     settings: Settings,
     topics: Collection[str],

@@ -363,6 +363,7 @@ def measure_max_rate(
     must keep up with."""
     from confluent_kafka import Consumer
 
+    from connectors.admin import group_committed
     from perf.implementations import ours_deployment
 
     cal = base.with_overrides(topic_prefix=f"{base.topic_prefix}cal-")
@@ -373,7 +374,8 @@ def measure_max_rate(
         sent: Counter[str] = Counter()  # over every sender of the calibration
 
         def mark() -> tuple[float, list[int], list[int]]:
-            return time.time(), [committed(s, t, offsets) for t in inputs], [sent[t] for t in inputs]
+            done = [group_committed(s, [t], consumer=offsets) for t in inputs]
+            return time.time(), done, [sent[t] for t in inputs]
 
         def load(step: int, rate: float, seconds: float, marks: tuple[float, ...]) -> list[tuple]:
             """Offer `rate` for `seconds`; marks at these fractions of it."""
@@ -455,14 +457,6 @@ def _wait_drained(mark: Callable[[], tuple[float, list[int], list[int]]], timeou
             return round(time.time() - t0, 1)
         time.sleep(1.0)
     return None
-
-
-def committed(settings: Any, topic: str, consumer: Any) -> int:
-    """Records of `topic` the worker's group has committed (handled, to within a commit interval)."""
-    from connectors.admin import group_offsets
-
-    partitions = group_offsets(settings, [topic], consumer=consumer)
-    return sum(max(tp.offset, low) - low for tp, low, _ in partitions)
 
 
 def busy_processes(exclude: set[int], seconds: float = 1.0, top: int = 5) -> list[str]:
@@ -556,7 +550,7 @@ def _soak(
     from perf.implementations import ours_deployment
     from perf.readback import OutputWatch, Tail
     from perf.sampler import TreeSampler
-    from streams.metrics import read_all, read_snapshots
+    from streams.metrics import read_snapshots, sum_counts
     from streams.quality import percentiles
 
     duration = cfg.minutes * 60.0
@@ -590,7 +584,8 @@ def _soak(
             cpu_prev = (now, cpu)
             lat = window.take()
             pct = percentiles(lat, (50, 99))
-            counts, snaps = read_all(s.metrics_path), read_snapshots(s.metrics_path)
+            snaps = read_snapshots(s.metrics_path)  # one read of the files per sample
+            counts = sum_counts(snaps)
             lags = [group_lag(s, [t], consumer=lag_consumer) for t in (topics.events, topics.feedback)]
             learning = group_lag(s, [topics.learning], consumer=lag_consumer)
             return Sample(
@@ -848,7 +843,6 @@ def parse_args(argv: list[str] | None = None) -> SoakConfig:
         "drain_timeout": "drain_timeout_s",
         "calibrate_seconds": "calibrate_s",
         "step_seconds": "step_s",
-        "state_ttl_s": "state_ttl_s",
     }
     return SoakConfig(**{renamed.get(k, k): v for k, v in a.items()})
 

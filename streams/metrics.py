@@ -83,7 +83,12 @@ def read_snapshots(directory: Path) -> list[dict[str, object]]:
 
 def read_all(directory: Path) -> dict[str, int]:
     """Sum the counters of every worker that wrote into `directory`."""
+    return sum_counts(read_snapshots(directory))
+
+
+def sum_counts(snapshots: list[dict[str, object]]) -> dict[str, int]:
+    """The counters of these workers' snapshots, summed."""
     total: Counter[str] = Counter()
-    for snap in read_snapshots(directory):
+    for snap in snapshots:
         total.update(snap.get("counts", {}))  # type: ignore[arg-type]
     return dict(total)

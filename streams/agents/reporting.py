@@ -43,9 +43,9 @@ ROCKSDB_MEMORY = {
 def memory(p: Pipeline) -> dict[str, int]:
     """Where a worker's memory is, for the soak: Python's allocated blocks (pymalloc and larger) and
     RocksDB's memtables, table readers and block caches."""
-    out = {"python_blocks": sys.getallocatedblocks()}
+    out, dbs = {"python_blocks": sys.getallocatedblocks()}, _databases(p)
     for kind, prop in ROCKSDB_MEMORY.items():
-        out[f"rocksdb_{kind}"] = sum(_int_property(db, prop) for db in _databases(p))
+        out[f"rocksdb_{kind}"] = sum(_int_property(db, prop) for db in dbs)
     return out
 
 
